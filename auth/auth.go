@@ -1,0 +1,137 @@
+// Package auth mints and verifies the two credentials of the protocol:
+// the auth_key an application backend mints for a node, and the short-lived
+// validation_token an edge hands out in pre-connection info.
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/allspark-rt/allspark"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+var (
+	// ErrInvalid: the token is missing, malformed, forged or names no valid node.
+	ErrInvalid = errors.New("invalid token")
+	// ErrExpired: the token was valid but its exp has passed.
+	ErrExpired = errors.New("token expired")
+)
+
+// MinSecretLen is the shortest shared secret accepted. HS256 with a short
+// secret can be brute-forced offline from any token a client holds.
+const MinSecretLen = 16
+
+// Identity is who a credential speaks for.
+type Identity struct {
+	NodeID   string
+	ClientID string
+}
+
+type claims struct {
+	ClientID string `json:"cid,omitempty"`
+	Kind     string `json:"knd,omitempty"` // "vt" on validation tokens; absent on auth keys
+	jwt.RegisteredClaims
+}
+
+const kindValidation = "vt"
+
+// Keys mints and verifies tokens with one shared secret. Validation tokens are
+// signed with a key derived from it, so an auth_key can never pass as a
+// validation token (nor the reverse) even though both are HS256 JWTs.
+type Keys struct {
+	authKey []byte
+	valKey  []byte
+	now     func() time.Time
+}
+
+// NewKeys returns Keys for secret (its UTF-8 bytes as given). now is the clock.
+func NewKeys(secret string, now func() time.Time) (*Keys, error) {
+	if len(secret) < MinSecretLen {
+		return nil, fmt.Errorf("auth secret must be at least %d bytes, got %d", MinSecretLen, len(secret))
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte("allspark validation token v1"))
+	return &Keys{authKey: []byte(secret), valKey: mac.Sum(nil), now: now}, nil
+}
+
+// MintAuthKey signs an auth_key for id valid for ttl. Applications normally
+// mint these in their own backend; this serves `edge token` and tests.
+func (k *Keys) MintAuthKey(id Identity, ttl time.Duration) (string, error) {
+	tok, _, err := k.mint(k.authKey, id, ttl, "")
+	return tok, err
+}
+
+// MintValidationToken signs a validation token for id valid for ttl, and
+// returns its expiry.
+func (k *Keys) MintValidationToken(id Identity, ttl time.Duration) (string, time.Time, error) {
+	return k.mint(k.valKey, id, ttl, kindValidation)
+}
+
+// VerifyAuthKey checks an auth_key and returns its identity and expiry.
+// ClientID defaults to NodeID when the token has no cid.
+func (k *Keys) VerifyAuthKey(tok string) (Identity, time.Time, error) {
+	return k.verify(k.authKey, tok, "")
+}
+
+// VerifyValidationToken checks a validation token minted by MintValidationToken.
+func (k *Keys) VerifyValidationToken(tok string) (Identity, time.Time, error) {
+	return k.verify(k.valKey, tok, kindValidation)
+}
+
+func (k *Keys) mint(key []byte, id Identity, ttl time.Duration, kind string) (string, time.Time, error) {
+	if !allspark.ValidID(id.NodeID) {
+		return "", time.Time{}, fmt.Errorf("mint token: invalid node id %q", id.NodeID)
+	}
+	if id.ClientID != "" && !allspark.ValidID(id.ClientID) {
+		return "", time.Time{}, fmt.Errorf("mint token: invalid client id %q", id.ClientID)
+	}
+	if ttl <= 0 {
+		return "", time.Time{}, fmt.Errorf("mint token: ttl must be positive, got %s", ttl)
+	}
+	now := k.now()
+	exp := now.Add(ttl)
+	c := claims{ClientID: id.ClientID, Kind: kind, RegisteredClaims: jwt.RegisteredClaims{
+		Subject:   id.NodeID,
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(exp),
+	}}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(key)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
+	}
+	// exp is encoded with second precision; report what the token says.
+	return s, exp.Truncate(time.Second), nil
+}
+
+func (k *Keys) verify(key []byte, tok string, kind string) (Identity, time.Time, error) {
+	if tok == "" {
+		return Identity{}, time.Time{}, fmt.Errorf("%w: empty", ErrInvalid)
+	}
+	var c claims
+	_, err := jwt.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) { return key, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(k.now),
+	)
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return Identity{}, time.Time{}, ErrExpired
+	case err != nil:
+		return Identity{}, time.Time{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	case c.Kind != kind:
+		return Identity{}, time.Time{}, fmt.Errorf("%w: wrong token kind", ErrInvalid)
+	case !allspark.ValidID(c.Subject):
+		return Identity{}, time.Time{}, fmt.Errorf("%w: sub is not a valid node id", ErrInvalid)
+	case c.ClientID != "" && !allspark.ValidID(c.ClientID):
+		return Identity{}, time.Time{}, fmt.Errorf("%w: cid is not a valid client id", ErrInvalid)
+	}
+	id := Identity{NodeID: c.Subject, ClientID: c.ClientID}
+	if id.ClientID == "" {
+		id.ClientID = id.NodeID
+	}
+	return id, c.ExpiresAt.Time, nil
+}

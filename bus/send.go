@@ -1,0 +1,74 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/allspark-rt/allspark"
+	"github.com/nats-io/nats.go"
+)
+
+// BackendMessage is what a backend service sends on allspark.send or
+// POST /v1/messages: a message with src_id set, plus an optional
+// correlation id echoed in the answer.
+type BackendMessage struct {
+	ID string `json:"id,omitempty"`
+	allspark.Message
+}
+
+// ParseBackendMessage decodes and validates a backend's message.
+func ParseBackendMessage(data []byte, maxBytes int) (*BackendMessage, *allspark.Error) {
+	if len(data) > maxBytes {
+		return nil, allspark.Errorf(allspark.CodeTooLarge, fmt.Sprintf("message is %d bytes, the limit is %d", len(data), maxBytes))
+	}
+	var bm BackendMessage
+	if err := json.Unmarshal(data, &bm); err != nil {
+		return nil, allspark.Errorf(allspark.CodeBadFrame, "invalid JSON: "+err.Error())
+	}
+	if !allspark.ValidID(bm.SrcID) {
+		return nil, allspark.Errorf(allspark.CodeBadID, "src_id must be a valid id")
+	}
+	if bm.SrcClientID != "" && !allspark.ValidID(bm.SrcClientID) {
+		return nil, allspark.Errorf(allspark.CodeBadID, "src_client_id must be a valid id")
+	}
+	if bm.MsgID != "" && !allspark.ValidID(bm.MsgID) {
+		return nil, allspark.Errorf(allspark.CodeBadID, "msg_id must be a valid id")
+	}
+	if err := bm.CheckDest(); err != nil {
+		return nil, err
+	}
+	bm.Seq = 0
+	return &bm, nil
+}
+
+// sendQueue is the queue group of allspark.send responders: one edge
+// answers each request.
+const sendQueue = "allspark-edges"
+
+// ServeSend answers requests on allspark.send until the returned
+// subscription is unsubscribed. Each reply is the same "sent" object a
+// websocket client receives.
+func (r *Router) ServeSend(maxBytes int) (*nats.Subscription, error) {
+	sub, err := r.nc.QueueSubscribe(r.subj.Send(), sendQueue, func(m *nats.Msg) {
+		answer := func(s allspark.Sent) {
+			if m.Reply == "" {
+				return // fire and forget
+			}
+			b, _ := json.Marshal(s)
+			if err := r.nc.Publish(m.Reply, b); err != nil {
+				r.log.Warn("answer allspark.send", "err", err)
+			}
+		}
+		bm, perr := ParseBackendMessage(m.Data, maxBytes)
+		if perr != nil {
+			answer(allspark.NewSent("", "", allspark.StatusRejected, perr))
+			return
+		}
+		r.Send(context.Background(), &bm.Message, bm.ID, answer)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", r.subj.Send(), err)
+	}
+	return sub, nil
+}

@@ -1,0 +1,51 @@
+// Package allspark holds the domain types shared by every part of AllSpark:
+// the message that is routed, the outcome a sender is told, identifiers, and
+// the one catalog of error and close codes that PROTOCOL.md documents.
+package allspark
+
+// Code is a machine-readable error code. It appears in HTTP error bodies,
+// in "error" frames and in rejected "sent" answers. Every code here is listed
+// in PROTOCOL.md; adding one means documenting it there in the same change.
+type Code string
+
+const (
+	CodeBadFrame     Code = "bad_frame"    // frame is not a JSON object, or its fields are inconsistent
+	CodeUnknownType  Code = "unknown_type" // "type" names no control frame
+	CodeBadID        Code = "bad_id"       // an id is empty, too long or has control characters
+	CodeTooLarge     Code = "too_large"    // body over the configured limit
+	CodeRateLimited  Code = "rate_limited" // sender exceeded its rate
+	CodeNotMember    Code = "not_member"   // sender is not a member of the session
+	CodeUnavailable  Code = "unavailable"  // the cluster could not route or store the message
+	CodeOffline      Code = "offline"      // no target node is reachable and nothing could be stored
+	CodeUnauthorized Code = "unauthorized" // missing, malformed, expired or forged credentials
+	CodeNotFound     Code = "not_found"    // unknown resource
+	CodeBadRequest   Code = "bad_request"  // malformed HTTP request body or parameters
+	CodeInternal     Code = "internal"     // a bug or an unexpected failure on our side
+)
+
+// Error is the JSON shape of an error: {"code":"…","message":"…"}.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return string(e.Code)
+	}
+	return string(e.Code) + ": " + e.Message
+}
+
+// Errorf is a shorthand for an *Error with a message.
+func Errorf(code Code, msg string) *Error { return &Error{Code: code, Message: msg} }
+
+// Websocket close codes sent by an edge. 1000–1015 are RFC 6455; 4000–4999 are ours.
+const (
+	CloseNormal       = 1000
+	CloseGoingAway    = 1001 // edge shutting down, after a "reconnect" frame
+	CloseTooLarge     = 1009 // frame over ALLSPARK_MAX_FRAME_BYTES
+	CloseAuthExpired  = 4001 // auth_key or validation_token expired or revoked
+	CloseRateLimited  = 4008 // rate limit exceeded repeatedly
+	CloseSlowConsumer = 4009 // the client did not drain its send queue
+	CloseReplaced     = 4011 // same node_id connected elsewhere (single-connection mode)
+)

@@ -1,0 +1,169 @@
+package edge
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/allspark-rt/allspark"
+)
+
+// frameKind is what a client frame asks for.
+type frameKind int
+
+const (
+	kindMessage frameKind = iota + 1
+	kindPing
+	kindAck
+	kindSync
+)
+
+// inFrame is every field a client frame may carry. Destinations are pointers
+// so an empty string (a bad id) differs from an absent field.
+type inFrame struct {
+	Type          string          `json:"type"`
+	ID            string          `json:"id"`
+	DestID        *string         `json:"dest_id"`
+	DestClientID  *string         `json:"dest_client_id"`
+	DestSessionID *string         `json:"dest_session_id"`
+	Payload       json.RawMessage `json:"payload"`
+	Payload1      json.RawMessage `json:"payload1"`
+	Payload2      json.RawMessage `json:"payload2"`
+	MsgID         string          `json:"msg_id"`
+	MsgIDs        []string        `json:"msg_ids"`
+	SessionID     string          `json:"session_id"`
+	AfterSeq      uint64          `json:"after_seq"`
+	Limit         int             `json:"limit"`
+}
+
+// frame is a decoded, validated client frame.
+type frame struct {
+	kind      frameKind
+	id        string            // the client's correlation id
+	msg       *allspark.Message // kindMessage: destination and payloads
+	ackIDs    []string          // kindAck
+	sessionID string            // kindSync
+	afterSeq  uint64
+	limit     int
+}
+
+// maxAckBatch bounds msg_ids in one ack frame.
+const maxAckBatch = 1024
+
+// decodeFrame parses one client frame. On failure it returns the client's
+// correlation id (when readable) and the error to put in an error frame.
+func decodeFrame(b []byte) (frame, *allspark.Error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return frame{}, allspark.Errorf(allspark.CodeBadFrame, "frame must be a JSON object")
+	}
+	var in inFrame
+	if err := json.Unmarshal(b, &in); err != nil {
+		return frame{}, allspark.Errorf(allspark.CodeBadFrame, "invalid JSON: "+err.Error())
+	}
+	f := frame{id: in.ID}
+	hasDest := in.DestID != nil || in.DestClientID != nil || in.DestSessionID != nil
+	switch in.Type {
+	case "", "message":
+		if !hasDest {
+			if in.Type == "message" {
+				return f, allspark.Errorf(allspark.CodeBadFrame, "message needs dest_id, dest_client_id or dest_session_id")
+			}
+			f.kind = kindPing
+			return f, nil
+		}
+		m := &allspark.Message{Payload: in.Payload, Payload1: in.Payload1, Payload2: in.Payload2}
+		if in.DestID != nil {
+			m.DestID = *in.DestID
+		}
+		if in.DestClientID != nil {
+			m.DestClientID = *in.DestClientID
+		}
+		if in.DestSessionID != nil {
+			m.DestSessionID = *in.DestSessionID
+		}
+		if n := countSet(in.DestID, in.DestClientID, in.DestSessionID); n > 1 {
+			return f, allspark.Errorf(allspark.CodeBadFrame, "only one of dest_id, dest_client_id, dest_session_id may be set")
+		}
+		if err := m.CheckDest(); err != nil {
+			return f, err
+		}
+		f.kind, f.msg = kindMessage, m
+	case "ping":
+		f.kind = kindPing
+	case "ack":
+		ids := in.MsgIDs
+		if in.MsgID != "" {
+			ids = append(ids, in.MsgID)
+		}
+		if len(ids) == 0 {
+			return f, allspark.Errorf(allspark.CodeBadFrame, "ack needs msg_id or msg_ids")
+		}
+		if len(ids) > maxAckBatch {
+			return f, allspark.Errorf(allspark.CodeBadFrame, fmt.Sprintf("at most %d msg_ids per ack", maxAckBatch))
+		}
+		f.kind, f.ackIDs = kindAck, ids
+	case "sync":
+		if !allspark.ValidID(in.SessionID) {
+			return f, allspark.Errorf(allspark.CodeBadID, "sync needs a valid session_id")
+		}
+		if in.Limit < 0 {
+			return f, allspark.Errorf(allspark.CodeBadFrame, "limit must not be negative")
+		}
+		f.kind, f.sessionID, f.afterSeq, f.limit = kindSync, in.SessionID, in.AfterSeq, in.Limit
+	default:
+		return f, allspark.Errorf(allspark.CodeUnknownType, fmt.Sprintf("unknown frame type %q", truncate(in.Type, 32)))
+	}
+	return f, nil
+}
+
+func countSet(ps ...*string) int {
+	n := 0
+	for _, p := range ps {
+		if p != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// Server-to-client control frames.
+
+var pongFrame = []byte(`{"type":"pong"}`)
+
+type errorFrame struct {
+	Type    string        `json:"type"` // "error"
+	Code    allspark.Code `json:"code"`
+	Message string        `json:"message,omitempty"`
+	ID      string        `json:"id,omitempty"`
+}
+
+func encodeError(id string, e *allspark.Error) []byte {
+	b, _ := json.Marshal(errorFrame{Type: "error", Code: e.Code, Message: e.Message, ID: id})
+	return b
+}
+
+type syncDoneFrame struct {
+	Type    string `json:"type"` // "sync_done"
+	Pending int    `json:"pending"`
+}
+
+type reconnectFrame struct {
+	Type    string `json:"type"` // "reconnect"
+	AfterMS int64  `json:"after_ms"`
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("encode %T: %v", v, err)) // only our own fixed types reach here
+	}
+	return b
+}

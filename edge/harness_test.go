@@ -1,0 +1,122 @@
+package edge_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/allspark-rt/allspark/auth"
+	"github.com/allspark-rt/allspark/edge"
+	"github.com/allspark-rt/allspark/internal/testutil"
+	"github.com/allspark-rt/allspark/internal/wstest"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const testSecret = "edge-test-secret-0123456789"
+
+// cluster is one NATS server and the edges started on it in a test.
+type cluster struct {
+	t    *testing.T
+	ns   *server.Server
+	keys *auth.Keys
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	keys, err := auth.NewKeys(testSecret, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cluster{t: t, ns: testutil.RunNATS(t), keys: keys}
+}
+
+type testEdge struct {
+	srv  *edge.Server
+	http *httptest.Server
+	nc   *nats.Conn
+	cfg  edge.Config
+}
+
+func testConfig(id, publicURL string) edge.Config {
+	return edge.Config{
+		ID: id, PublicURL: publicURL, SubjectPrefix: "allspark", APIKey: "test-api-key",
+		MaxFrameBytes: 65536, SendQueueBytes: 1 << 20, AckTimeout: 2 * time.Second,
+		ValidationTTL: time.Minute, Heartbeat: 200 * time.Millisecond, WriteTimeout: 5 * time.Second,
+		DrainTimeout: 5 * time.Second, StreamReplicas: 1, InboxTTL: time.Hour,
+	}
+}
+
+// edge starts an edge on the cluster's NATS; mods adjust its config.
+func (c *cluster) edge(id string, mods ...func(*edge.Config)) *testEdge {
+	t := c.t
+	t.Helper()
+	hs := httptest.NewUnstartedServer(nil)
+	cfg := testConfig(id, "http://"+hs.Listener.Addr().String())
+	for _, m := range mods {
+		m(&cfg)
+	}
+	nc, err := nats.Connect(c.ns.ClientURL(), nats.Name(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := edge.New(cfg, edge.Deps{NATS: nc, Keys: c.keys, Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hs.Config.Handler = srv.Handler()
+	hs.Start()
+	e := &testEdge{srv: srv, http: hs, nc: nc, cfg: cfg}
+	t.Cleanup(e.kill)
+	return e
+}
+
+// kill stops the edge abruptly, as if its process died.
+func (e *testEdge) kill() {
+	e.http.Close()
+	e.srv.Close()
+	e.nc.Close()
+}
+
+func (c *cluster) authKey(node, client string) string {
+	c.t.Helper()
+	k, err := c.keys.MintAuthKey(auth.Identity{NodeID: node, ClientID: client}, time.Hour)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return k
+}
+
+func (e *testEdge) wsURL(query string) string {
+	return "ws://" + e.http.Listener.Addr().String() + "/v1/ws?" + query
+}
+
+// dial connects node (of client) to edge e with an auth_key.
+func (c *cluster) dial(e *testEdge, node, client string) *wstest.Client {
+	c.t.Helper()
+	return wstest.Dial(c.t, e.wsURL("auth_key="+url.QueryEscape(c.authKey(node, client))))
+}
+
+// waitConns waits until e holds n connections.
+func waitConns(t *testing.T, e *testEdge, n int) {
+	t.Helper()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if got := e.srv.Connections(); got != n {
+			return fmt.Errorf("edge %s has %d connections, want %d", e.cfg.ID, got, n)
+		}
+		return nil
+	})
+}

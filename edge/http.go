@@ -1,0 +1,192 @@
+package edge
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/allspark-rt/allspark"
+	"github.com/allspark-rt/allspark/auth"
+	"github.com/allspark-rt/allspark/bus"
+	"github.com/nats-io/nats.go"
+)
+
+// Handler serves every HTTP route of the edge.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /v1/connect", s.handleConnect)
+	m.HandleFunc("GET /{$}", s.handleRoot) // AllSparkRT: /?get_pre_connection_info=true
+	m.HandleFunc("GET /v1/ws", s.handleWS)
+	m.HandleFunc("POST /v1/messages", s.handleMessages)
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	m.HandleFunc("GET /readyz", s.handleReady)
+	m.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, allspark.CodeNotFound, "no such endpoint")
+	})
+	s.mux = m
+}
+
+type errorBody struct {
+	Error *allspark.Error `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code allspark.Code, msg string) {
+	writeJSON(w, status, errorBody{Error: allspark.Errorf(code, msg)})
+}
+
+// bearer returns the Authorization bearer token, or "".
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func authKeyOf(r *http.Request) string {
+	if t := bearer(r); t != "" {
+		return t
+	}
+	return r.URL.Query().Get("auth_key")
+}
+
+// authenticate checks the request's auth_key.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Identity, bool) {
+	id, _, err := s.keys.VerifyAuthKey(authKeyOf(r))
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, allspark.CodeUnauthorized, authMessage("auth_key", err))
+		return auth.Identity{}, false
+	}
+	return id, true
+}
+
+func authMessage(what string, err error) string {
+	switch {
+	case errors.Is(err, auth.ErrExpired):
+		return what + " expired"
+	case errors.Is(err, auth.ErrInvalid) && strings.HasSuffix(err.Error(), ": empty"):
+		return what + " missing"
+	default:
+		return what + " invalid"
+	}
+}
+
+func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("get_pre_connection_info") == "" {
+		writeError(w, http.StatusNotFound, allspark.CodeNotFound, "no such endpoint; see GET /v1/connect")
+		return
+	}
+	s.handleConnect(w, r)
+}
+
+type connectEdge struct {
+	ID       string `json:"id"`
+	WSURL    string `json:"ws_url"`
+	ProxyURL string `json:"proxy_url,omitempty"`
+}
+
+type connectResponse struct {
+	NodeID          string      `json:"node_id"`
+	ClientID        string      `json:"client_id"`
+	ValidationToken string      `json:"validation_token"`
+	ExpiresAt       time.Time   `json:"expires_at"`
+	Edge            connectEdge `json:"edge"`
+}
+
+// handleConnect answers pre-connection info: a validation token and the
+// least-loaded live edge of the cluster.
+func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if !s.started.Load() {
+		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "edge is starting")
+		return
+	}
+	tok, exp, err := s.keys.MintValidationToken(id, s.cfg.ValidationTTL)
+	if err != nil {
+		s.log.Error("mint validation token", "err", err)
+		writeError(w, http.StatusInternalServerError, allspark.CodeInternal, "cannot mint validation token")
+		return
+	}
+	e := s.info()
+	if live := s.registry.Live(); len(live) > 0 {
+		e = live[0]
+	}
+	writeJSON(w, http.StatusOK, connectResponse{NodeID: id.NodeID, ClientID: id.ClientID, ValidationToken: tok,
+		ExpiresAt: exp.UTC(), Edge: connectEdge{ID: e.ID, WSURL: e.WSURL, ProxyURL: e.ProxyURL}})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case s.draining.Load():
+		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "draining")
+	case !s.started.Load():
+		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "starting")
+	case s.nc.Status() != nats.CONNECTED:
+		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "NATS is "+s.nc.Status().String())
+	default:
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := s.js.AccountInfo(ctx); err != nil {
+			writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "JetStream unreachable: "+err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}
+}
+
+// handleMessages is POST /v1/messages: the HTTP twin of allspark.send.
+func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
+	key := bearer(r)
+	if s.cfg.APIKey == "" || subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) != 1 {
+		msg := "wrong or missing API key"
+		if s.cfg.APIKey == "" {
+			msg = "ALLSPARK_API_KEY is not set on this edge"
+		}
+		writeError(w, http.StatusUnauthorized, allspark.CodeUnauthorized, msg)
+		return
+	}
+	if !s.started.Load() {
+		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "edge is starting")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxFrameBytes)))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, allspark.CodeTooLarge, "body over ALLSPARK_MAX_FRAME_BYTES")
+			return
+		}
+		writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, "cannot read body")
+		return
+	}
+	bm, perr := bus.ParseBackendMessage(body, s.cfg.MaxFrameBytes)
+	if perr != nil {
+		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
+		return
+	}
+	done := make(chan allspark.Sent, 1)
+	s.router.Send(r.Context(), &bm.Message, bm.ID, func(st allspark.Sent) { done <- st })
+	select {
+	case st := <-done:
+		writeJSON(w, http.StatusOK, st)
+	case <-r.Context().Done():
+	}
+}

@@ -1,0 +1,234 @@
+// Package edge is the websocket and HTTP front of AllSpark: it authenticates
+// nodes, holds their connections, hands their messages to the bus router and
+// writes the messages the bus delivers to them.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/allspark-rt/allspark/auth"
+	"github.com/allspark-rt/allspark/bus"
+	"github.com/lxzan/gws"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Deps are the collaborators an edge needs; the caller owns their lifetime.
+type Deps struct {
+	NATS   *nats.Conn
+	Keys   *auth.Keys
+	Logger *slog.Logger
+	Now    func() time.Time // nil: time.Now
+}
+
+// Server is one edge. Build it with New, call Start, serve Handler on any
+// listener, and end with Shutdown (graceful) or Close (immediate).
+type Server struct {
+	cfg  Config
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	keys *auth.Keys
+	log  *slog.Logger
+	now  func() time.Time
+	subj bus.Subjects
+	hub  *hub
+	mux  *http.ServeMux
+	ws   *gws.Upgrader
+
+	// Set by Start.
+	req      *bus.Requester
+	router   *bus.Router
+	registry *bus.Registry
+	devices  *bus.Devices
+	sendSub  *nats.Subscription
+	stop     chan struct{}
+	bg       sync.WaitGroup
+
+	started       atomic.Bool
+	draining      atomic.Bool
+	stopOnce      sync.Once
+	slowConsumers atomic.Int64
+}
+
+// New validates cfg and builds an edge. It does no I/O.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.NATS == nil || deps.Keys == nil {
+		return nil, errors.New("edge: NATS and Keys are required")
+	}
+	subj, err := bus.NewSubjects(cfg.SubjectPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("ALLSPARK_SUBJECT_PREFIX: %w", err)
+	}
+	js, err := jetstream.New(deps.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream context: %w", err)
+	}
+	s := &Server{cfg: cfg, nc: deps.NATS, js: js, keys: deps.Keys, log: deps.Logger, now: deps.Now, subj: subj, stop: make(chan struct{})}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("edge", cfg.ID)
+	s.hub = newHub(deps.NATS, subj, s.log)
+	s.ws = gws.NewUpgrader(wsEvents{}, &gws.ServerOption{
+		ReadMaxPayloadSize: cfg.MaxFrameBytes,
+		CheckUtf8Enabled:   true,
+		HandshakeTimeout:   5 * time.Second,
+		Recovery:           gws.Recovery,
+	})
+	s.routes()
+	return s, nil
+}
+
+// Start creates the buckets this edge needs, starts routing and announces
+// the edge. It returns once the edge can serve.
+func (s *Server) Start(ctx context.Context) error {
+	var err error
+	if s.devices, err = bus.OpenDevices(ctx, s.js, s.subj.DevicesBucket(), s.cfg.StreamReplicas, s.cfg.InboxTTL, s.now); err != nil {
+		return err
+	}
+	if s.registry, err = bus.OpenRegistry(ctx, s.js, bus.RegistryConfig{
+		Bucket: s.subj.EdgesBucket(), StaleAfter: 3 * s.cfg.Heartbeat, Replicas: s.cfg.StreamReplicas,
+	}, s.now, s.log); err != nil {
+		return err
+	}
+	if s.req, err = bus.NewRequester(s.nc); err != nil {
+		return err
+	}
+	s.router = bus.NewRouter(s.nc, s.req, s.subj, s.devices, nil, bus.RouterConfig{AckTimeout: s.cfg.AckTimeout}, s.now, s.log)
+	if s.sendSub, err = s.router.ServeSend(s.cfg.MaxFrameBytes); err != nil {
+		return err
+	}
+	for i := range dispatchers {
+		s.goBackground(func() { s.hub.dispatch(i, s.stop) })
+	}
+	watchCtx, cancel := context.WithCancel(context.Background())
+	s.goBackground(func() { <-s.stop; cancel() })
+	s.goBackground(func() { s.registry.Watch(watchCtx) })
+	if err := s.announce(ctx); err != nil {
+		return err
+	}
+	s.goBackground(s.heartbeat)
+	select {
+	case <-s.registry.Ready():
+	case <-ctx.Done():
+		return fmt.Errorf("load edge registry: %w", ctx.Err())
+	}
+	s.started.Store(true)
+	s.log.Info("edge started", "ws_url", s.cfg.wsURL())
+	return nil
+}
+
+func (s *Server) goBackground(f func()) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		f()
+	}()
+}
+
+func (s *Server) info() bus.EdgeInfo {
+	return bus.EdgeInfo{ID: s.cfg.ID, WSURL: s.cfg.wsURL(), ProxyURL: s.cfg.ProxyURL,
+		Connections: int(s.hub.count.Load()), Draining: s.draining.Load()}
+}
+
+func (s *Server) announce(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Heartbeat)
+	defer cancel()
+	return s.registry.Announce(ctx, s.info())
+}
+
+func (s *Server) heartbeat() {
+	t := time.NewTicker(s.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.announce(context.Background()); err != nil && !s.draining.Load() {
+				s.log.Warn("edge heartbeat", "err", err)
+			}
+		}
+	}
+}
+
+// reply sends a delivery verdict back to the sending edge.
+func (s *Server) reply(subject string, verdict []byte) {
+	if err := s.nc.Publish(subject, verdict); err != nil {
+		s.log.Warn("reply to sender", "err", err)
+	}
+}
+
+// Connections is the number of open websocket connections.
+func (s *Server) Connections() int { return int(s.hub.count.Load()) }
+
+// Shutdown drains the edge: it stops being offered, asks every client to
+// reconnect elsewhere, closes them with 1001 once their queues are flushed,
+// and waits for them (or ctx) before stopping.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.started.Load() {
+		s.Close()
+		return nil
+	}
+	s.draining.Store(true)
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	if err := s.registry.Remove(rctx, s.cfg.ID); err != nil {
+		s.log.Warn("withdraw from registry", "err", err)
+	}
+	cancel()
+	after := mustJSON(reconnectFrame{Type: "reconnect", AfterMS: 0})
+	for _, c := range s.hub.all() {
+		c.send(after)
+		c.close(1001, "edge shutting down")
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for s.hub.count.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return fmt.Errorf("drain: %d connections left: %w", s.hub.count.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	s.Close()
+	return nil
+}
+
+// Close stops the edge at once: connections are cut without a close frame,
+// as if the process died, and background work stops.
+func (s *Server) Close() {
+	s.stopOnce.Do(func() {
+		s.draining.Store(true)
+		for _, c := range s.hub.all() {
+			c.cut()
+		}
+		for _, c := range s.hub.all() {
+			<-c.done
+		}
+		if s.sendSub != nil {
+			_ = s.sendSub.Unsubscribe()
+		}
+		close(s.stop)
+		s.bg.Wait()
+		if s.req != nil {
+			s.req.Close()
+		}
+		if s.router != nil {
+			s.router.Wait()
+		}
+	})
+}

@@ -1,0 +1,138 @@
+package edge
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/allspark-rt/allspark"
+	"github.com/allspark-rt/allspark/auth"
+	"github.com/lxzan/gws"
+	"github.com/nats-io/nats.go"
+)
+
+// handleWS authenticates, upgrades, registers the connection and starts its
+// reader and writer. Credentials are checked before the upgrade so a bad
+// one gets a plain 401.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	id, exp, ok := s.wsIdentity(w, r)
+	if !ok {
+		return
+	}
+	if !s.started.Load() || s.draining.Load() || s.nc.Status() != nats.CONNECTED {
+		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "edge is not accepting connections")
+		return
+	}
+	// Interest comes first: the device is recorded and the node's
+	// subscription is active at the server before the handshake completes, so
+	// a message sent to this node as soon as it is connected finds it.
+	if err := s.devices.Add(r.Context(), id.ClientID, id.NodeID); err != nil {
+		s.log.Warn("record client device", "client", id.ClientID, "node", id.NodeID, "err", err)
+	}
+	c := newConn(s, id)
+	if err := s.hub.add(c); err != nil {
+		s.log.Error("register connection", "node", id.NodeID, "err", err)
+		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "cannot register connection")
+		return
+	}
+	if err := s.nc.FlushTimeout(5 * time.Second); err != nil {
+		s.log.Warn("flush node subscription", "node", id.NodeID, "err", err)
+	}
+	socket, err := s.ws.Upgrade(w, r)
+	if err != nil {
+		c.stopped() // gws has answered the handshake error
+		return
+	}
+	socket.Session().Store(sessionKey, c)
+	c.attach(socket)
+	if !exp.IsZero() {
+		c.expiry = time.AfterFunc(exp.Sub(s.now()), func() { c.close(allspark.CloseAuthExpired, "auth_key expired") })
+	}
+	_ = socket.SetReadDeadline(s.now().Add(readTimeout))
+	go c.writeLoop()
+	go socket.ReadLoop()
+	if s.draining.Load() { // Shutdown began while we were registering
+		c.close(allspark.CloseGoingAway, "edge shutting down")
+	}
+}
+
+// wsIdentity accepts an auth_key, a validation_token, or both naming the
+// same node. exp is the auth_key's expiry (zero when only a validation token
+// was given: that token admits a connection, it does not bound its life).
+func (s *Server) wsIdentity(w http.ResponseWriter, r *http.Request) (auth.Identity, time.Time, bool) {
+	key, vt := authKeyOf(r), r.URL.Query().Get("validation_token")
+	fail := func(msg string) (auth.Identity, time.Time, bool) {
+		writeError(w, http.StatusUnauthorized, allspark.CodeUnauthorized, msg)
+		return auth.Identity{}, time.Time{}, false
+	}
+	if key == "" && vt == "" {
+		return fail("auth_key or validation_token required")
+	}
+	var id, vid auth.Identity
+	var exp time.Time
+	if key != "" {
+		var err error
+		if id, exp, err = s.keys.VerifyAuthKey(key); err != nil {
+			return fail(authMessage("auth_key", err))
+		}
+	}
+	if vt != "" {
+		var err error
+		if vid, _, err = s.keys.VerifyValidationToken(vt); err != nil {
+			return fail(authMessage("validation_token", err))
+		}
+		if key != "" && vid != id {
+			return fail("auth_key and validation_token name different nodes")
+		}
+		id = vid
+	}
+	return id, exp, true
+}
+
+const sessionKey = "c"
+
+func connOf(socket *gws.Conn) *conn {
+	v, _ := socket.Session().Load(sessionKey)
+	c, _ := v.(*conn)
+	return c
+}
+
+// wsEvents routes gws callbacks to the connection they belong to. All of
+// them run on the connection's reader goroutine.
+type wsEvents struct{}
+
+func (wsEvents) OnOpen(*gws.Conn) {}
+
+func (wsEvents) OnClose(socket *gws.Conn, err error) {
+	if c := connOf(socket); c != nil {
+		var ce *gws.CloseError
+		if err != nil && !errors.As(err, &ce) {
+			c.s.log.Debug("connection closed", "node", c.id.NodeID, "err", err)
+		}
+		c.stopped()
+	}
+}
+
+func (wsEvents) OnPing(socket *gws.Conn, payload []byte) {
+	if c := connOf(socket); c != nil {
+		_ = socket.SetReadDeadline(c.s.now().Add(readTimeout))
+		_ = socket.SetWriteDeadline(c.s.now().Add(c.s.cfg.WriteTimeout))
+	}
+	_ = socket.WritePong(payload)
+}
+
+func (wsEvents) OnPong(socket *gws.Conn, _ []byte) {
+	if c := connOf(socket); c != nil {
+		_ = socket.SetReadDeadline(c.s.now().Add(readTimeout))
+	}
+}
+
+func (wsEvents) OnMessage(socket *gws.Conn, msg *gws.Message) {
+	defer msg.Close()
+	c := connOf(socket)
+	if c == nil {
+		return
+	}
+	_ = socket.SetReadDeadline(c.s.now().Add(readTimeout))
+	c.handle(msg.Opcode, msg.Bytes())
+}

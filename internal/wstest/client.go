@@ -1,0 +1,201 @@
+// Package wstest is a websocket client for tests: it records every frame
+// it receives and can acknowledge messages like the official clients do.
+package wstest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lxzan/gws"
+)
+
+// Frame is any frame an edge sends, decoded loosely.
+type Frame struct {
+	Raw           string          `json:"-"`
+	Type          string          `json:"type"`
+	ID            string          `json:"id"`
+	MsgID         string          `json:"msg_id"`
+	Status        string          `json:"status"`
+	Code          string          `json:"code"`
+	Message       string          `json:"message"`
+	Error         *FrameError     `json:"error"`
+	SrcID         string          `json:"src_id"`
+	SrcClientID   string          `json:"src_client_id"`
+	DestID        string          `json:"dest_id"`
+	DestClientID  string          `json:"dest_client_id"`
+	DestSessionID string          `json:"dest_session_id"`
+	Payload       json.RawMessage `json:"payload"`
+	Payload1      json.RawMessage `json:"payload1"`
+	Payload2      json.RawMessage `json:"payload2"`
+	Seq           uint64          `json:"seq"`
+	TS            int64           `json:"ts"`
+	Pending       int             `json:"pending"`
+}
+
+// FrameError is the error object of a sent frame.
+type FrameError struct {
+	Code string `json:"code"`
+}
+
+// IsMessage reports whether f is a routed message (not a control frame).
+func (f Frame) IsMessage() bool { return f.Type == "" && f.MsgID != "" }
+
+// Client is one test websocket connection.
+type Client struct {
+	conn    *gws.Conn
+	frames  chan Frame
+	closed  chan struct{}
+	AutoAck bool
+
+	mu        sync.Mutex
+	closeCode int   // guarded by mu
+	closeErr  error // guarded by mu
+}
+
+// Dial connects or fails the test. The connection is closed at cleanup.
+func Dial(t testing.TB, url string) *Client {
+	t.Helper()
+	c, resp, err := DialErr(url)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial %s: %v (HTTP %d)", url, err, status)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// DialErr connects and returns the handshake response on failure.
+func DialErr(url string) (*Client, *http.Response, error) {
+	c := &Client{frames: make(chan Frame, 1<<16), closed: make(chan struct{}), AutoAck: true}
+	conn, resp, err := gws.NewClient(c, &gws.ClientOption{Addr: url, ReadMaxPayloadSize: 16 << 20, HandshakeTimeout: 5 * time.Second})
+	if err != nil {
+		return nil, resp, err
+	}
+	c.conn = conn
+	go conn.ReadLoop()
+	return c, resp, nil
+}
+
+func (c *Client) OnOpen(*gws.Conn)             {}
+func (c *Client) OnPing(s *gws.Conn, p []byte) { _ = s.WritePong(p) }
+func (c *Client) OnPong(*gws.Conn, []byte)     {}
+func (c *Client) OnClose(_ *gws.Conn, err error) {
+	c.mu.Lock()
+	var ce *gws.CloseError
+	if errors.As(err, &ce) {
+		c.closeCode = int(ce.Code)
+	}
+	c.closeErr = err
+	c.mu.Unlock()
+	close(c.closed)
+}
+
+func (c *Client) OnMessage(s *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	f := Frame{Raw: string(m.Bytes())}
+	if err := json.Unmarshal(m.Bytes(), &f); err != nil {
+		f.Type = "undecodable"
+	}
+	if c.AutoAck && f.IsMessage() {
+		_ = s.WriteString(fmt.Sprintf(`{"type":"ack","msg_id":%q}`, f.MsgID))
+	}
+	select {
+	case c.frames <- f:
+	default:
+		panic("wstest: frame buffer full; the test does not read its frames")
+	}
+}
+
+// Send writes v as a JSON text frame.
+func (c *Client) Send(t testing.TB, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("encode frame: %v", err)
+	}
+	c.SendRaw(t, string(b))
+}
+
+// SendRaw writes s as a text frame.
+func (c *Client) SendRaw(t testing.TB, s string) {
+	t.Helper()
+	if err := c.conn.WriteString(s); err != nil {
+		t.Fatalf("send frame: %v", err)
+	}
+}
+
+// WriteMessage writes a frame of any opcode.
+func (c *Client) WriteMessage(op gws.Opcode, b []byte) error { return c.conn.WriteMessage(op, b) }
+
+// Next returns the next frame or fails the test after timeout.
+func (c *Client) Next(t testing.TB, timeout time.Duration) Frame {
+	t.Helper()
+	select {
+	case f := <-c.frames:
+		return f
+	case <-time.After(timeout):
+		t.Fatalf("no frame within %s", timeout)
+		return Frame{}
+	}
+}
+
+// Until returns the first frame matching pred, discarding others, or fails.
+func (c *Client) Until(t testing.TB, timeout time.Duration, pred func(Frame) bool) Frame {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case f := <-c.frames:
+			if pred(f) {
+				return f
+			}
+		case <-deadline:
+			t.Fatalf("no matching frame within %s", timeout)
+			return Frame{}
+		}
+	}
+}
+
+// Frames returns the channel of received frames.
+func (c *Client) Frames() <-chan Frame { return c.frames }
+
+// Quiet fails the test if any frame arrives within d.
+func (c *Client) Quiet(t testing.TB, d time.Duration) {
+	t.Helper()
+	select {
+	case f := <-c.frames:
+		t.Fatalf("unexpected frame: %s", f.Raw)
+	case <-time.After(d):
+	}
+}
+
+// WaitClose waits for the connection to close and returns the close code
+// the server sent (0 if it sent none).
+func (c *Client) WaitClose(t testing.TB, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-c.closed:
+	case <-time.After(timeout):
+		t.Fatalf("connection not closed within %s", timeout)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeCode
+}
+
+// Closed is closed once the connection has closed.
+func (c *Client) Closed() <-chan struct{} { return c.closed }
+
+// Close closes the connection without a close handshake.
+func (c *Client) Close() {
+	_ = c.conn.NetConn().Close()
+	<-c.closed
+}

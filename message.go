@@ -1,0 +1,79 @@
+package allspark
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Message is one routed message, in the shape a receiving client sees it.
+// Exactly one of DestID, DestClientID and DestSessionID is set.
+type Message struct {
+	MsgID         string          `json:"msg_id,omitempty"`
+	SrcID         string          `json:"src_id,omitempty"`
+	SrcClientID   string          `json:"src_client_id,omitempty"`
+	DestID        string          `json:"dest_id,omitempty"`
+	DestClientID  string          `json:"dest_client_id,omitempty"`
+	DestSessionID string          `json:"dest_session_id,omitempty"`
+	Seq           uint64          `json:"seq,omitempty"`
+	Payload       json.RawMessage `json:"payload,omitempty"`
+	Payload1      json.RawMessage `json:"payload1,omitempty"`
+	Payload2      json.RawMessage `json:"payload2,omitempty"`
+	TS            int64           `json:"ts,omitempty"` // Unix milliseconds when the edge accepted it
+}
+
+// CheckDest validates the destination fields: exactly one must be set, and
+// it must be a valid id.
+func (m *Message) CheckDest() *Error {
+	n := 0
+	for _, d := range [...]string{m.DestID, m.DestClientID, m.DestSessionID} {
+		if d != "" {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return Errorf(CodeBadFrame, "one of dest_id, dest_client_id, dest_session_id is required")
+	case n > 1:
+		return Errorf(CodeBadFrame, "only one of dest_id, dest_client_id, dest_session_id may be set")
+	}
+	for _, d := range [...]string{m.DestID, m.DestClientID, m.DestSessionID} {
+		if d != "" && !ValidID(d) {
+			return Errorf(CodeBadID, fmt.Sprintf("invalid destination id %q", truncate(d, 40)))
+		}
+	}
+	return nil
+}
+
+// Status is the outcome of a send.
+type Status string
+
+const (
+	// StatusDelivered: every target node that was online acknowledged it and nothing needed storing.
+	StatusDelivered Status = "delivered"
+	// StatusStored: at least one target was offline or did not acknowledge in time; it waits in its inbox.
+	StatusStored Status = "stored"
+	// StatusRejected: nothing was delivered or stored; Error says why.
+	StatusRejected Status = "rejected"
+)
+
+// Sent is the answer to every message: the "sent" frame on a websocket, the
+// reply on allspark.send and the body of POST /v1/messages.
+type Sent struct {
+	Type   string `json:"type"` // always "sent"
+	ID     string `json:"id,omitempty"`
+	MsgID  string `json:"msg_id,omitempty"`
+	Status Status `json:"status"`
+	Error  *Error `json:"error,omitempty"`
+}
+
+// NewSent builds a "sent" answer.
+func NewSent(id, msgID string, st Status, err *Error) Sent {
+	return Sent{Type: "sent", ID: id, MsgID: msgID, Status: st, Error: err}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
