@@ -96,11 +96,11 @@ func splitHostPort(hp string) (string, int, error) {
 	return h, n, nil
 }
 
-// natsLogger adapts nats-server's logger to slog. Notices are Info; the
+// natsLogger adapts nats-server's logger to slog. Notices are Debug (the banner is long); the
 // server's debug and trace chatter is dropped below Debug.
 type natsLogger struct{ log *slog.Logger }
 
-func (l *natsLogger) Noticef(f string, v ...any) { l.log.Info(fmt.Sprintf(f, v...)) }
+func (l *natsLogger) Noticef(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Warnf(f string, v ...any)   { l.log.Warn(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Fatalf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
 func (l *natsLogger) Errorf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }

@@ -85,6 +85,9 @@ func decodeFrame(b []byte) (frame, *allspark.Error) {
 		if n := countSet(in.DestID, in.DestClientID, in.DestSessionID); n > 1 {
 			return f, allspark.Errorf(allspark.CodeBadFrame, "only one of dest_id, dest_client_id, dest_session_id may be set")
 		}
+		if m.DestID == "" && m.DestClientID == "" && m.DestSessionID == "" {
+			return f, allspark.Errorf(allspark.CodeBadID, "destination id must not be empty")
+		}
 		if err := m.CheckDest(); err != nil {
 			return f, err
 		}
@@ -148,11 +151,6 @@ type errorFrame struct {
 func encodeError(id string, e *allspark.Error) []byte {
 	b, _ := json.Marshal(errorFrame{Type: "error", Code: e.Code, Message: e.Message, ID: id})
 	return b
-}
-
-type syncDoneFrame struct {
-	Type    string `json:"type"` // "sync_done"
-	Pending int    `json:"pending"`
 }
 
 type reconnectFrame struct {

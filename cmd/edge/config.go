@@ -1,0 +1,164 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+
+	"github.com/allspark-rt/allspark/auth"
+	"github.com/allspark-rt/allspark/edge"
+	"github.com/caarlos0/env/v11"
+)
+
+const envPrefix = "ALLSPARK_"
+
+type config struct {
+	edge.Config
+
+	Listen             string `env:"LISTEN" envDefault:":8080"`
+	NATSURL            string `env:"NATS_URL"`
+	DataDir            string `env:"DATA_DIR" envDefault:"./data"`
+	EmbeddedNATSListen string `env:"EMBEDDED_NATS_LISTEN" envDefault:"127.0.0.1:4222"`
+	AuthSecret         string `env:"AUTH_SECRET"`
+	LogLevel           string `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat          string `env:"LOG_FORMAT" envDefault:"text"`
+}
+
+func (c config) embedded() bool { return c.NATSURL == "" }
+
+// loadConfig reads ALLSPARK_* through getenv. Errors name the variable.
+func loadConfig(getenv func(string) string) (config, error) {
+	var cfg config
+	opts := env.Options{Prefix: envPrefix}
+	params, err := env.GetFieldParamsWithOptions(&cfg, opts)
+	if err != nil {
+		return cfg, fmt.Errorf("read config fields: %w", err)
+	}
+	opts.Environment = map[string]string{}
+	for _, p := range params {
+		if v := getenv(p.Key); v != "" {
+			opts.Environment[p.Key] = v
+		}
+	}
+	if err := env.ParseWithOptions(&cfg, opts); err != nil {
+		return cfg, nameVariables(err)
+	}
+	if cfg.ID == "" {
+		cfg.ID = defaultEdgeID()
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = defaultPublicURL(cfg.Listen)
+	}
+	if cfg.LogLevel != "debug" && cfg.LogLevel != "info" && cfg.LogLevel != "warn" && cfg.LogLevel != "error" {
+		return cfg, fmt.Errorf("ALLSPARK_LOG_LEVEL: want debug, info, warn or error, got %q", cfg.LogLevel)
+	}
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		return cfg, fmt.Errorf("ALLSPARK_LOG_FORMAT: want text or json, got %q", cfg.LogFormat)
+	}
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return cfg, fmt.Errorf("ALLSPARK_LISTEN: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// nameVariables rewrites env's errors, which name Go fields, to name the
+// environment variables an operator actually sets.
+func nameVariables(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	var out []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			out = append(out, fmt.Errorf("%s%s: cannot parse as %s: %w", envPrefix, envKey(reflect.TypeFor[config](), pe.Name), pe.Type, errors.Unwrap(pe)))
+			continue
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+func envKey(t reflect.Type, field string) string {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			if k := envKey(f.Type, field); k != field {
+				return k
+			}
+			continue
+		}
+		if f.Name == field {
+			return f.Tag.Get("env")
+		}
+	}
+	return field
+}
+
+func defaultEdgeID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "edge"
+	}
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+func defaultPublicURL(listen string) string {
+	host, port, _ := net.SplitHostPort(listen)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// authSecret returns the configured secret. In the all-in-one mode an unset
+// secret is generated once and kept in DATA_DIR, so restarts and
+// `edge token` agree; a cluster must be given one explicitly.
+func authSecret(cfg config, log *slog.Logger) (string, error) {
+	if cfg.AuthSecret != "" {
+		if len(cfg.AuthSecret) < auth.MinSecretLen {
+			return "", fmt.Errorf("ALLSPARK_AUTH_SECRET: must be at least %d bytes", auth.MinSecretLen)
+		}
+		return cfg.AuthSecret, nil
+	}
+	if !cfg.embedded() {
+		return "", errors.New("ALLSPARK_AUTH_SECRET: required when ALLSPARK_NATS_URL is set (every edge must share it)")
+	}
+	path := filepath.Join(cfg.DataDir, "auth_secret")
+	if b, err := os.ReadFile(path); err == nil {
+		if s := strings.TrimSpace(string(b)); len(s) >= auth.MinSecretLen {
+			if log != nil {
+				log.Warn("ALLSPARK_AUTH_SECRET is not set: using the development secret kept in " + path + "; set it in production")
+			}
+			return s, nil
+		}
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("generate auth secret: %w", err)
+	}
+	s := hex.EncodeToString(raw[:])
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return "", fmt.Errorf("create data dir: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("save generated auth secret: %w", err)
+	}
+	if log != nil {
+		log.Warn("!!! ALLSPARK_AUTH_SECRET is not set: GENERATED a development secret and saved it to " + path + ". Set ALLSPARK_AUTH_SECRET in production. !!!")
+	}
+	return s, nil
+}

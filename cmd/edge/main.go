@@ -1,0 +1,45 @@
+// Command edge runs an AllSpark edge. With ALLSPARK_NATS_URL unset it also
+// runs an embedded NATS server with JetStream, so `go run ./cmd/edge` is a
+// complete single-box deployment.
+//
+//	edge                                   serve (default)
+//	edge token --node ID [--client ID] [--ttl 24h]   print a development auth_key
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "edge:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "token":
+			return runToken(args[1:], getenv, stdout)
+		case "serve":
+			args = args[1:]
+		case "-h", "--help", "help":
+			fmt.Fprintln(stdout, "usage: edge [serve] | edge token --node ID [--client ID] [--ttl 24h]\nConfiguration is environment only: see .env.example.")
+			return nil
+		default:
+			return fmt.Errorf("unknown command %q (want serve or token)", args[0])
+		}
+	}
+	if len(args) > 0 {
+		return fmt.Errorf("serve takes no arguments; configure with ALLSPARK_* variables")
+	}
+	return serve(ctx, getenv, stdout)
+}

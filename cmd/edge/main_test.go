@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// The all-in-one edge starts with no setup but a data dir, serves /healthz
+// and /readyz, and stops cleanly when its context ends.
+func TestServeAllInOne(t *testing.T) {
+	dir := t.TempDir()
+	env := envOf(map[string]string{
+		"ALLSPARK_LISTEN": "127.0.0.1:0", "ALLSPARK_EMBEDDED_NATS_LISTEN": "127.0.0.1:0", "ALLSPARK_DATA_DIR": dir,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, env, pw); pw.Close() }()
+
+	addr := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`msg="allspark edge ready" listen=(\S+)`)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("run returned early: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("edge not ready within 30s")
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+	}
+
+	// `edge token` signs with the secret the server generated.
+	var out strings.Builder
+	if err := run(context.Background(), []string{"token", "--node", "alice"}, env, &out); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", base+"/v1/connect", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(out.String()))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("connect with `edge token` key: %d", resp.StatusCode)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("edge did not stop")
+	}
+}
+
+func TestInvalidConfigNamesVariable(t *testing.T) {
+	cases := map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"unparsable int":       {map[string]string{"ALLSPARK_MAX_FRAME_BYTES": "lots"}, "ALLSPARK_MAX_FRAME_BYTES"},
+		"out of range":         {map[string]string{"ALLSPARK_MAX_FRAME_BYTES": "10"}, "ALLSPARK_MAX_FRAME_BYTES"},
+		"bad duration":         {map[string]string{"ALLSPARK_ACK_TIMEOUT": "soon"}, "ALLSPARK_ACK_TIMEOUT"},
+		"bad public url":       {map[string]string{"ALLSPARK_PUBLIC_URL": "ftp://x"}, "ALLSPARK_PUBLIC_URL"},
+		"bad prefix":           {map[string]string{"ALLSPARK_SUBJECT_PREFIX": "a.b"}, "ALLSPARK_SUBJECT_PREFIX"},
+		"bad listen":           {map[string]string{"ALLSPARK_LISTEN": "nope"}, "ALLSPARK_LISTEN"},
+		"cluster needs secret": {map[string]string{"ALLSPARK_NATS_URL": "nats://127.0.0.1:1", "ALLSPARK_LISTEN": "127.0.0.1:0"}, "ALLSPARK_AUTH_SECRET"},
+		"short secret":         {map[string]string{"ALLSPARK_AUTH_SECRET": "short", "ALLSPARK_LISTEN": "127.0.0.1:0"}, "ALLSPARK_AUTH_SECRET"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			tc.env["ALLSPARK_DATA_DIR"] = t.TempDir()
+			err := run(context.Background(), nil, envOf(tc.env), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want mention of %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestTokenNeedsNode(t *testing.T) {
+	err := run(context.Background(), []string{"token"}, envOf(map[string]string{"ALLSPARK_DATA_DIR": t.TempDir()}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--node") {
+		t.Fatalf("err = %v", err)
+	}
+	if err := run(context.Background(), []string{"bogus"}, envOf(nil), io.Discard); err == nil {
+		t.Fatal("unknown command accepted")
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/allspark-rt/allspark/auth"
+	"github.com/allspark-rt/allspark/bus"
+	"github.com/allspark-rt/allspark/edge"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the edge until ctx ends, then drains it.
+func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stdout)
+	secret, err := authSecret(cfg, log)
+	if err != nil {
+		return err
+	}
+	keys, err := auth.NewKeys(secret, time.Now)
+	if err != nil {
+		return fmt.Errorf("ALLSPARK_AUTH_SECRET: %w", err)
+	}
+
+	// Listen first: with ALLSPARK_LISTEN=:0 the public URL needs the real port.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("ALLSPARK_LISTEN=%s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+	if getenv(envPrefix+"PUBLIC_URL") == "" {
+		cfg.PublicURL = defaultPublicURL(ln.Addr().String())
+	}
+
+	var ns *server.Server
+	natsURL, natsOpts := cfg.NATSURL, []nats.Option(nil)
+	if cfg.embedded() {
+		ns, err = bus.StartServer(bus.ServerConfig{Name: cfg.ID, Listen: cfg.EmbeddedNATSListen, StoreDir: filepath.Join(cfg.DataDir, "nats")}, log)
+		if err != nil {
+			return fmt.Errorf("start embedded NATS (ALLSPARK_EMBEDDED_NATS_LISTEN=%s): %w", cfg.EmbeddedNATSListen, err)
+		}
+		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+		natsURL, natsOpts = ns.ClientURL(), []nats.Option{nats.InProcessServer(ns)}
+		log.Info("embedded NATS with JetStream running", "client_url", ns.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"))
+	}
+	nc, err := bus.Connect(natsURL, "allspark-edge "+cfg.ID, log, natsOpts...)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	srv, err := edge.New(cfg.Config, edge.Deps{NATS: nc, Keys: keys, Logger: log})
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	err = srv.Start(startCtx)
+	cancel()
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("start edge: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("allspark edge ready", "listen", ln.Addr().String(), "public_url", cfg.PublicURL)
+
+	select {
+	case err = <-errc:
+		srv.Close()
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("draining", "timeout", cfg.DrainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	derr := srv.Shutdown(dctx)
+	if err := hs.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("http shutdown", "err", err)
+	}
+	if err := nc.FlushTimeout(time.Second); err != nil {
+		log.Warn("flush nats", "err", err)
+	}
+	if derr != nil {
+		log.Warn("drain incomplete", "err", derr)
+	}
+	log.Info("stopped")
+	return nil
+}
