@@ -172,6 +172,9 @@ func (s *Server) reply(subject string, verdict []byte) {
 	}
 }
 
+// SlowConsumers counts connections closed with 4009 since start.
+func (s *Server) SlowConsumers() int64 { return s.slowConsumers.Load() }
+
 // Connections is the number of open websocket connections.
 func (s *Server) Connections() int { return int(s.hub.count.Load()) }
 

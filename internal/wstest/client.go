@@ -74,7 +74,7 @@ func Dial(t testing.TB, url string) *Client {
 
 // DialErr connects and returns the handshake response on failure.
 func DialErr(url string) (*Client, *http.Response, error) {
-	c := &Client{frames: make(chan Frame, 1<<16), closed: make(chan struct{}), AutoAck: true}
+	c := newClient()
 	conn, resp, err := gws.NewClient(c, &gws.ClientOption{Addr: url, ReadMaxPayloadSize: 16 << 20, HandshakeTimeout: 5 * time.Second})
 	if err != nil {
 		return nil, resp, err
@@ -82,6 +82,10 @@ func DialErr(url string) (*Client, *http.Response, error) {
 	c.conn = conn
 	go conn.ReadLoop()
 	return c, resp, nil
+}
+
+func newClient() *Client {
+	return &Client{frames: make(chan Frame, 1<<16), closed: make(chan struct{}), AutoAck: true}
 }
 
 func (c *Client) OnOpen(*gws.Conn)             {}
