@@ -16,7 +16,8 @@ const (
 	CodeRateLimited  Code = "rate_limited" // sender exceeded its rate
 	CodeNotMember    Code = "not_member"   // sender is not a member of the session
 	CodeUnavailable  Code = "unavailable"  // the cluster could not route or store the message
-	CodeOffline      Code = "offline"      // no target node is reachable and nothing could be stored
+	CodeOffline      Code = "offline"      // the client has no known device to deliver to or store for
+	CodeInboxFull    Code = "inbox_full"   // the target inbox holds its maximum of pending messages
 	CodeUnauthorized Code = "unauthorized" // missing, malformed, expired or forged credentials
 	CodeNotFound     Code = "not_found"    // unknown resource
 	CodeBadRequest   Code = "bad_request"  // malformed HTTP request body or parameters
@@ -47,5 +48,6 @@ const (
 	CloseAuthExpired  = 4001 // auth_key or validation_token expired or revoked
 	CloseRateLimited  = 4008 // rate limit exceeded repeatedly
 	CloseSlowConsumer = 4009 // the client did not drain its send queue
+	CloseTryAgain     = 1013 // the edge could not read the inbox; reconnect
 	CloseReplaced     = 4011 // same node_id connected elsewhere (single-connection mode)
 )

@@ -17,7 +17,7 @@ var ErrRequesterClosed = errors.New("requester closed")
 
 // ReplyFunc receives the outcome of one request exactly once: the reply, or
 // nats.ErrTimeout, nats.ErrNoResponders or ErrRequesterClosed. It runs on the
-// reply subscription's goroutine (or a timer's) and must not block.
+// reply subscription's goroutine (or the expiry goroutine) and must not block.
 type ReplyFunc func(reply *nats.Msg, err error)
 
 const requesterShards = 32
@@ -26,12 +26,28 @@ const requesterShards = 32
 // Request blocks the caller for a round trip; an edge's reader must instead
 // publish each message in order and learn the outcome later, so replies come
 // back on one wildcard subscription and are matched to callbacks here.
+//
+// Every request has the same timeout, so deadlines are in publish order and
+// one goroutine expires them from a FIFO, in that order: a sender whose
+// messages all time out learns so in the order it sent them.
 type Requester struct {
-	nc     *nats.Conn
-	prefix string // reply subjects are prefix + token
-	sub    *nats.Subscription
-	next   atomic.Uint64
-	shards [requesterShards]requestShard
+	nc      *nats.Conn
+	prefix  string // reply subjects are prefix + token
+	timeout time.Duration
+	now     func() time.Time
+	sub     *nats.Subscription
+	next    atomic.Uint64
+	shards  [requesterShards]requestShard
+
+	expMu sync.Mutex
+	expq  []expiry // guarded by expMu: deadlines in publish order
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+type expiry struct {
+	id uint64
+	at time.Time
 }
 
 type requestShard struct {
@@ -41,14 +57,17 @@ type requestShard struct {
 }
 
 type pendingRequest struct {
-	cb    ReplyFunc
-	timer *time.Timer
+	cb ReplyFunc
 }
 
-// NewRequester subscribes to a fresh inbox prefix on nc.
-func NewRequester(nc *nats.Conn) (*Requester, error) {
-	r := &Requester{nc: nc, prefix: nc.NewRespInbox()}
-	r.prefix = r.prefix[:strings.LastIndexByte(r.prefix, '.')+1]
+// NewRequester subscribes to a fresh inbox prefix on nc. Requests time out
+// after timeout.
+func NewRequester(nc *nats.Conn, timeout time.Duration, now func() time.Time) (*Requester, error) {
+	// A private prefix, not nc.NewRespInbox(): that one is shared with
+	// nats.go's own request mux, and the server addresses a no-responders
+	// status to just one of the subscriptions matching the reply subject.
+	r := &Requester{nc: nc, prefix: nats.NewInbox() + ".", timeout: timeout, now: now,
+		stop: make(chan struct{}), done: make(chan struct{})}
 	for i := range r.shards {
 		r.shards[i].pending = make(map[uint64]*pendingRequest)
 	}
@@ -59,30 +78,58 @@ func NewRequester(nc *nats.Conn) (*Requester, error) {
 	// Replies are small and must never be dropped for a slow consumer.
 	_ = sub.SetPendingLimits(-1, -1)
 	r.sub = sub
+	go r.expire()
 	return r, nil
 }
 
+// expire times out requests whose deadline has passed, oldest first.
+func (r *Requester) expire() {
+	defer close(r.done)
+	t := time.NewTicker(max(r.timeout/50, 5*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		now := r.now()
+		r.expMu.Lock()
+		n := 0
+		for n < len(r.expq) && !r.expq[n].at.After(now) {
+			n++
+		}
+		due := append([]expiry(nil), r.expq[:n]...)
+		r.expq = r.expq[n:]
+		r.expMu.Unlock()
+		for _, e := range due {
+			r.finish(e.id, nil, nats.ErrTimeout)
+		}
+	}
+}
+
 // Request publishes msg with a reply subject and calls cb with the outcome
-// within timeout. Messages published by one goroutine reach NATS in order.
-func (r *Requester) Request(msg *nats.Msg, timeout time.Duration, cb ReplyFunc) error {
+// within the timeout. Messages published by one goroutine reach NATS in order.
+func (r *Requester) Request(msg *nats.Msg, cb ReplyFunc) error {
 	id := r.next.Add(1)
 	sh := &r.shards[id%requesterShards]
-	p := &pendingRequest{cb: cb}
 	sh.mu.Lock()
 	if sh.closed {
 		sh.mu.Unlock()
 		return ErrRequesterClosed
 	}
-	sh.pending[id] = p
-	p.timer = time.AfterFunc(timeout, func() { r.finish(id, nil, nats.ErrTimeout) })
+	sh.pending[id] = &pendingRequest{cb: cb}
 	sh.mu.Unlock()
+	r.expMu.Lock()
+	r.expq = append(r.expq, expiry{id: id, at: r.now().Add(r.timeout)})
+	r.expMu.Unlock()
 
 	msg.Reply = r.prefix + strconv.FormatUint(id, 36)
 	if err := r.nc.PublishMsg(msg); err != nil {
 		if r.take(id) != nil {
 			return fmt.Errorf("publish request: %w", err)
 		}
-		// The timer fired already and told the caller; nothing more to say.
+		// The request expired already and told the caller; nothing more to say.
 		return nil
 	}
 	return nil
@@ -107,9 +154,6 @@ func (r *Requester) take(id uint64) *pendingRequest {
 	p := sh.pending[id]
 	delete(sh.pending, id)
 	sh.mu.Unlock()
-	if p != nil {
-		p.timer.Stop()
-	}
 	return p
 }
 
@@ -122,8 +166,11 @@ func (r *Requester) finish(id uint64, m *nats.Msg, err error) {
 }
 
 // Close unsubscribes and fails every pending request with ErrRequesterClosed.
+// A reply already being handled may still finish; no new callback starts.
 func (r *Requester) Close() {
 	_ = r.sub.Unsubscribe()
+	close(r.stop)
+	<-r.done
 	for i := range r.shards {
 		sh := &r.shards[i]
 		sh.mu.Lock()
@@ -132,7 +179,6 @@ func (r *Requester) Close() {
 		sh.pending = map[uint64]*pendingRequest{}
 		sh.mu.Unlock()
 		for _, p := range pending {
-			p.timer.Stop()
 			p.cb(nil, ErrRequesterClosed)
 		}
 	}

@@ -28,19 +28,19 @@ var (
 // target edge's verdict before deciding on its own.
 const replyGrace = time.Second
 
-// Store keeps a message for a node that did not acknowledge it.
-//
-// Contract: when Store returns nil the message is durably stored and will be
-// offered to nodeID at its next connection. Storing the same msg_id for the
-// same node twice keeps one copy. Store may block on I/O; it is never called
-// from a goroutine that must not block.
-type Store interface {
-	Store(ctx context.Context, nodeID, msgID string, frame []byte) error
-}
+// DeliveryTimeout is the Requester timeout to use with an ack timeout: the
+// target edge's verdict, plus time for it to travel.
+func DeliveryTimeout(ackTimeout time.Duration) time.Duration { return ackTimeout + replyGrace }
 
-// RouterConfig configures a Router.
-type RouterConfig struct {
-	AckTimeout time.Duration
+// Store keeps messages for nodes that did not acknowledge them.
+//
+// Contract: Append does not wait for I/O to finish. Messages appended by
+// one goroutine are stored in that order. The returned wait blocks until
+// the message is durable (nil) or failed. After a nil wait the message will
+// be offered to nodeID at its next connection, or sooner if it is connected
+// now. Appending the same msg_id for the same node twice keeps one copy.
+type Store interface {
+	Append(nodeID, msgID string, frame []byte) (wait func(context.Context) error)
 }
 
 // Router routes messages to nodes and clients and tells the sender what
@@ -51,27 +51,57 @@ type Router struct {
 	req     *Requester
 	subj    Subjects
 	devices *Devices
-	store   Store // nil: nothing can be stored; unreached nodes make the send rejected
-	cfg     RouterConfig
+	store   Store
 	now     func() time.Time
 	log     *slog.Logger
-	// storing counts store goroutines, so Close can wait for them.
-	storing sync.WaitGroup
+	// Unreached nodes' copies go through one ordered pipeline: storeLoop
+	// appends in the order outcomes arrive (so a sender's stored messages keep
+	// their order), and ackLoop waits for durability and answers the sender.
+	storeMu   sync.RWMutex
+	storeOpen bool // guarded by storeMu
+	storeq    chan *fanout
+	ackq      chan pendingStore
+	loops     sync.WaitGroup
 }
 
-// NewRouter builds a router. store may be nil.
-func NewRouter(nc *nats.Conn, req *Requester, subj Subjects, devices *Devices, store Store, cfg RouterConfig, now func() time.Time, log *slog.Logger) *Router {
-	return &Router{nc: nc, req: req, subj: subj, devices: devices, store: store, cfg: cfg, now: now, log: log}
+type pendingStore struct {
+	f     *fanout
+	waits []func(context.Context) error
+}
+
+// storeQueue bounds the stores waiting to be appended; past it, reply
+// handling waits, which slows senders instead of growing memory.
+const storeQueue = 1 << 14
+
+// NewRouter builds a router.
+func NewRouter(nc *nats.Conn, req *Requester, subj Subjects, devices *Devices, store Store, now func() time.Time, log *slog.Logger) *Router {
+	r := &Router{nc: nc, req: req, subj: subj, devices: devices, store: store, now: now, log: log,
+		storeOpen: true, storeq: make(chan *fanout, storeQueue), ackq: make(chan pendingStore, storeQueue)}
+	r.loops.Add(2)
+	go r.storeLoop()
+	go r.ackLoop()
+	return r
 }
 
 // NewMsgID returns a new time-ordered message id.
 func (r *Router) NewMsgID() string { return ulid.Make().String() }
 
+// Sequence keeps one sender's outcomes in the order it sent the messages.
+// Replies, timeouts and NATS no-responders statuses may arrive in any order.
+// Outcomes held in a Sequence are released oldest first, so a sender's
+// messages reach an inbox, and its "sent" answers reach it, in send order.
+// A websocket connection has one; independent backend requests need none.
+type Sequence struct {
+	mu sync.Mutex
+	q  []*fanout // guarded by mu: unreleased outcomes, in send order
+}
+
 // Send routes m and calls done exactly once with the outcome. m's
 // destination must be valid; Send fills MsgID (if empty) and TS. Deliveries
 // are published before Send returns, so messages sent from one goroutine
-// reach each node in order. done may run on another goroutine.
-func (r *Router) Send(ctx context.Context, m *allspark.Message, corrID string, done func(allspark.Sent)) {
+// reach each node in order. seq, if not nil, orders the outcomes of the
+// messages sent with it. done may run on another goroutine.
+func (r *Router) Send(ctx context.Context, m *allspark.Message, corrID string, seq *Sequence, done func(allspark.Sent)) {
 	if m.MsgID == "" {
 		m.MsgID = r.NewMsgID()
 	}
@@ -108,7 +138,12 @@ func (r *Router) Send(ctx context.Context, m *allspark.Message, corrID string, d
 		reject(allspark.CodeBadFrame, "payload cannot be encoded")
 		return
 	}
-	f := &fanout{r: r, m: m, corrID: corrID, frame: frame, done: done, left: len(targets)}
+	f := &fanout{r: r, m: m, corrID: corrID, frame: frame, done: done, left: len(targets), seq: seq}
+	if seq != nil {
+		seq.mu.Lock()
+		seq.q = append(seq.q, f)
+		seq.mu.Unlock()
+	}
 	for _, node := range targets {
 		r.deliver(f, node)
 	}
@@ -121,6 +156,8 @@ type fanout struct {
 	corrID string
 	frame  []byte
 	done   func(allspark.Sent)
+	seq    *Sequence
+	ready  bool // guarded by seq.mu: the outcome is known
 
 	mu        sync.Mutex
 	left      int      // guarded by mu
@@ -130,7 +167,7 @@ type fanout struct {
 
 func (r *Router) deliver(f *fanout, node string) {
 	msg := &nats.Msg{Subject: r.subj.Node(node), Data: f.frame, Header: nats.Header{HeaderMsgID: []string{f.m.MsgID}}}
-	err := r.req.Request(msg, r.cfg.AckTimeout+replyGrace, func(reply *nats.Msg, err error) {
+	err := r.req.Request(msg, func(reply *nats.Msg, err error) {
 		f.result(node, err == nil && len(reply.Data) > 0 && reply.Data[0] == ReplyAcked[0])
 	})
 	if err != nil {
@@ -154,45 +191,95 @@ func (f *fanout) result(node string, acked bool) {
 	}
 }
 
-// finish runs once, after the last node's outcome.
+// finish runs once, after the last node's outcome. Within a Sequence it
+// releases every outcome that no longer waits for an older one.
 func (f *fanout) finish() {
+	if f.seq == nil {
+		f.release()
+		return
+	}
+	s := f.seq
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f.ready = true
+	for len(s.q) > 0 && s.q[0].ready {
+		head := s.q[0]
+		s.q[0] = nil
+		s.q = s.q[1:]
+		head.release()
+	}
+}
+
+// release answers a delivered message, or queues the copies for unreached
+// nodes to be stored in release order.
+func (f *fanout) release() {
 	id, msgID := f.corrID, f.m.MsgID
 	if len(f.unreached) == 0 {
 		f.done(allspark.NewSent(id, msgID, allspark.StatusDelivered, nil))
 		return
 	}
-	if f.r.store == nil {
-		if f.delivered > 0 {
-			// Nothing can be stored, and every node that was reachable has it.
-			f.done(allspark.NewSent(id, msgID, allspark.StatusDelivered, nil))
-			return
-		}
-		f.done(allspark.NewSent(id, msgID, allspark.StatusRejected, allspark.Errorf(allspark.CodeOffline, "no target node is online")))
+	f.r.storeMu.RLock()
+	defer f.r.storeMu.RUnlock()
+	if !f.r.storeOpen {
+		f.done(allspark.NewSent(id, msgID, allspark.StatusRejected, allspark.Errorf(allspark.CodeUnavailable, "edge is stopping")))
 		return
 	}
-	// Storing is I/O; this runs on the reply goroutine, which must not block.
-	f.r.storing.Add(1)
-	go func() {
-		defer f.r.storing.Done()
-		f.done(f.r.storeAll(f))
-	}()
+	f.r.storeq <- f
 }
 
-func (r *Router) storeAll(f *fanout) allspark.Sent {
+func (r *Router) storeLoop() {
+	defer r.loops.Done()
+	defer close(r.ackq)
+	for f := range r.storeq {
+		ps := pendingStore{f: f}
+		for _, node := range f.unreached {
+			ps.waits = append(ps.waits, r.store.Append(node, f.m.MsgID, f.frame))
+		}
+		r.ackq <- ps
+	}
+}
+
+func (r *Router) ackLoop() {
+	defer r.loops.Done()
+	for ps := range r.ackq {
+		ps.f.done(r.stored(ps))
+	}
+}
+
+func (r *Router) stored(ps pendingStore) allspark.Sent {
+	f := ps.f
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var errs []error
-	for _, node := range f.unreached {
-		if err := r.store.Store(ctx, node, f.m.MsgID, f.frame); err != nil {
-			errs = append(errs, fmt.Errorf("store for %q: %w", node, err))
+	full := 0
+	for i, wait := range ps.waits {
+		if err := wait(ctx); err != nil {
+			if errors.Is(err, ErrInboxFull) {
+				full++
+			}
+			errs = append(errs, fmt.Errorf("store for %q: %w", f.unreached[i], err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		r.log.Error("store message", "msg_id", f.m.MsgID, "err", err)
-		return allspark.NewSent(f.corrID, f.m.MsgID, allspark.StatusRejected, allspark.Errorf(allspark.CodeUnavailable, "the message could not be stored"))
+		r.log.Warn("store message", "msg_id", f.m.MsgID, "err", err)
+		code, text := allspark.CodeUnavailable, "the message could not be stored"
+		if full == len(errs) {
+			code, text = allspark.CodeInboxFull, "the recipient's inbox is full"
+		}
+		return allspark.NewSent(f.corrID, f.m.MsgID, allspark.StatusRejected, allspark.Errorf(code, text))
 	}
 	return allspark.NewSent(f.corrID, f.m.MsgID, allspark.StatusStored, nil)
 }
 
-// Wait blocks until every store started by the router has finished.
-func (r *Router) Wait() { r.storing.Wait() }
+// Close stops the store pipeline after the stores already queued are
+// answered. Outcomes arriving later are answered "unavailable". Call it
+// after the Requester is closed, so no reply is in flight.
+func (r *Router) Close() {
+	r.storeMu.Lock()
+	if r.storeOpen {
+		r.storeOpen = false
+		close(r.storeq)
+	}
+	r.storeMu.Unlock()
+	r.loops.Wait()
+}

@@ -65,7 +65,7 @@ func (r *Router) ServeSend(maxBytes int) (*nats.Subscription, error) {
 			answer(allspark.NewSent("", "", allspark.StatusRejected, perr))
 			return
 		}
-		r.Send(context.Background(), &bm.Message, bm.ID, answer)
+		r.Send(context.Background(), &bm.Message, bm.ID, nil, answer)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", r.subj.Send(), err)

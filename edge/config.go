@@ -39,6 +39,10 @@ type Config struct {
 	// InboxTTL is how long a pending message waits for its node; it is also
 	// how long a client's unseen device is remembered.
 	InboxTTL time.Duration `env:"INBOX_TTL" envDefault:"720h"`
+	// InboxMaxPerNode caps one node's pending messages. A message for a full
+	// inbox is rejected with inbox_full; stored messages are never dropped
+	// to make room.
+	InboxMaxPerNode int64 `env:"INBOX_MAX_PER_NODE" envDefault:"10000"`
 }
 
 // Validate reports the first invalid field by its environment name.
@@ -69,6 +73,9 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			bad(name, "must be a positive duration, got %s", d)
 		}
+	}
+	if c.InboxMaxPerNode < 1 {
+		bad("INBOX_MAX_PER_NODE", "must be positive, got %d", c.InboxMaxPerNode)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)

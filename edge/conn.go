@@ -22,13 +22,15 @@ const (
 // calls handle for each frame; its writer is writeLoop. Either stopping
 // closes the socket, which stops the other.
 type conn struct {
-	s      *Server
-	id     auth.Identity
-	ctx    context.Context // ends when the connection does
-	cancel context.CancelFunc
-	wake   chan struct{} // capacity 1: "the queue or closeCode changed"
-	done   chan struct{} // closed when the reader has stopped
-	expiry *time.Timer   // closes with 4001 when the auth_key expires; nil if none
+	s       *Server
+	id      auth.Identity
+	ctx     context.Context // ends when the connection does
+	cancel  context.CancelFunc
+	wake    chan struct{} // capacity 1: "the queue or closeCode changed"
+	drained chan struct{} // capacity 1: "the writer emptied the queue"
+	done    chan struct{} // closed when the reader has stopped
+	expiry  *time.Timer   // closes with 4001 when the auth_key expires; nil if none
+	order   bus.Sequence  // keeps this sender's outcomes in send order
 
 	mu          sync.Mutex
 	ws          *gws.Conn              // guarded by mu: nil until the handshake completes
@@ -38,19 +40,42 @@ type conn struct {
 	closeReason string                 // guarded by mu
 	closed      bool                   // guarded by mu: the reader has stopped
 	pending     map[string]*pendingAck // guarded by mu: live deliveries awaiting the client's ack
+	ackq        []ackDeadline          // guarded by mu: pending acks in delivery order (same timeout, so deadline order)
+	ackTimer    *time.Timer            // guarded by mu: fires at ackq's head deadline; nil until first use
+	ackArmed    bool                   // guarded by mu
+
+	// Inbox state; see inbox.go.
+	replaying bool                // guarded by mu: the first inbox pass has not finished
+	held      []heldMsg           // guarded by mu: live deliveries held while replaying
+	replayed  map[string]struct{} // guarded by mu: msg_ids the first pass delivered
+	syncing   bool                // guarded by mu: an inbox pass is running
+	syncAgain bool                // guarded by mu: run another pass after this one
+	inboxNext uint64              // guarded by mu: next inbox sequence to read
+	inboxAcks map[string]uint64   // guarded by mu: msg_id -> inbox sequence, until acked
+}
+
+type heldMsg struct {
+	frame []byte
+	msgID string
 }
 
 // pendingAck is a delivery from another edge waiting for this client's ack;
 // reply is where the verdict goes.
 type pendingAck struct {
 	reply string
-	timer *time.Timer
+	at    time.Time // deadline
+}
+
+type ackDeadline struct {
+	msgID string
+	p     *pendingAck
 }
 
 func newConn(s *Server, id auth.Identity) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{s: s, id: id, ctx: ctx, cancel: cancel,
-		wake: make(chan struct{}, 1), done: make(chan struct{}), pending: map[string]*pendingAck{}}
+		wake: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}),
+		pending: map[string]*pendingAck{}, replaying: true, replayed: map[string]struct{}{}, inboxAcks: map[string]uint64{}}
 }
 
 // attach binds the upgraded socket. Deliveries queued before it wait for
@@ -96,11 +121,16 @@ func (c *conn) send(b []byte) bool {
 		c.signal()
 		return false
 	}
-	c.queue = append(c.queue, b)
-	c.queued += len(b)
+	c.queueLocked(b)
 	c.mu.Unlock()
 	c.signal()
 	return true
+}
+
+// queueLocked appends b to the queue. Called with c.mu held.
+func (c *conn) queueLocked(b []byte) {
+	c.queue = append(c.queue, b)
+	c.queued += len(b)
 }
 
 // close asks the writer to flush what is queued and close with code.
@@ -153,6 +183,10 @@ func (c *conn) writeLoop() {
 			}
 		}
 		clear(batch)
+		select {
+		case c.drained <- struct{}{}:
+		default:
+		}
 		if code != 0 {
 			_ = ws.WriteClose(uint16(code), []byte(reason))
 			return
@@ -164,58 +198,109 @@ func (c *conn) writeLoop() {
 // deliver queues a message from another edge and remembers where to send
 // the client's ack. It reports whether the connection took it.
 func (c *conn) deliver(frame []byte, msgID, reply string) bool {
-	if reply != "" && msgID != "" {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return false
-		}
-		if _, dup := c.pending[msgID]; !dup {
-			p := &pendingAck{reply: reply}
-			p.timer = time.AfterFunc(c.s.cfg.AckTimeout, func() { c.expireAck(msgID, p) })
-			c.pending[msgID] = p
-		}
+	c.mu.Lock()
+	if c.closed {
 		c.mu.Unlock()
+		return false
 	}
+	if reply != "" && msgID != "" {
+		if _, dup := c.pending[msgID]; !dup {
+			p := &pendingAck{reply: reply, at: c.s.now().Add(c.s.cfg.AckTimeout)}
+			c.pending[msgID] = p
+			c.ackq = append(c.ackq, ackDeadline{msgID: msgID, p: p})
+			c.armAckTimerLocked()
+		}
+	}
+	if c.replaying {
+		c.held = append(c.held, heldMsg{frame: frame, msgID: msgID})
+		c.mu.Unlock()
+		return true
+	}
+	c.mu.Unlock()
 	return c.send(frame)
 }
 
 // ack settles the client's acknowledgements.
 func (c *conn) ack(ids []string) {
 	var replies []string
+	var seqs []uint64
 	c.mu.Lock()
 	for _, id := range ids {
 		if p := c.pending[id]; p != nil {
 			delete(c.pending, id)
-			p.timer.Stop()
 			replies = append(replies, p.reply)
+		}
+		if seq, ok := c.inboxAcks[id]; ok {
+			delete(c.inboxAcks, id)
+			seqs = append(seqs, seq)
 		}
 	}
 	c.mu.Unlock()
 	for _, r := range replies {
 		c.s.reply(r, bus.ReplyAcked)
 	}
+	for _, seq := range seqs {
+		c.s.removeAcked(seq)
+	}
 }
 
-func (c *conn) expireAck(msgID string, p *pendingAck) {
-	c.mu.Lock()
-	if c.pending[msgID] != p {
-		c.mu.Unlock()
+// armAckTimerLocked makes sure the ack timer will fire for ackq's head.
+// Called with c.mu held.
+func (c *conn) armAckTimerLocked() {
+	if c.ackArmed || len(c.ackq) == 0 {
 		return
 	}
-	delete(c.pending, msgID)
-	c.mu.Unlock()
-	c.s.reply(p.reply, bus.ReplyNotAcked)
+	d := c.ackq[0].p.at.Sub(c.s.now())
+	if c.ackTimer == nil {
+		c.ackTimer = time.AfterFunc(d, c.expireAcks)
+	} else {
+		c.ackTimer.Reset(d)
+	}
+	c.ackArmed = true
 }
 
-// stopped runs once, when the reader has stopped. Deliveries the client
-// did not ack are reported at once so their senders store them now.
+// expireAcks tells the senders of deliveries not acked in time, in the
+// order they were delivered, so their stores keep that order.
+func (c *conn) expireAcks() {
+	now := c.s.now()
+	var replies []string
+	c.mu.Lock()
+	c.ackArmed = false
+	for len(c.ackq) > 0 && !c.ackq[0].p.at.After(now) {
+		e := c.ackq[0]
+		c.ackq[0] = ackDeadline{}
+		c.ackq = c.ackq[1:]
+		if c.pending[e.msgID] == e.p {
+			delete(c.pending, e.msgID)
+			replies = append(replies, e.p.reply)
+		}
+	}
+	if !c.closed {
+		c.armAckTimerLocked()
+	}
+	c.mu.Unlock()
+	for _, r := range replies {
+		c.s.reply(r, bus.ReplyNotAcked)
+	}
+}
+
+// stopped runs once, when the reader has stopped. Live deliveries the
+// client did not ack are reported at once so their senders store them now;
+// unacked inbox messages simply stay in the inbox.
 func (c *conn) stopped() {
 	c.mu.Lock()
 	c.closed = true
-	pending := c.pending
-	c.pending = nil
-	c.queue = nil
+	var unacked []string // reply subjects, in delivery order
+	for _, e := range c.ackq {
+		if c.pending[e.msgID] == e.p {
+			unacked = append(unacked, e.p.reply)
+		}
+	}
+	c.pending, c.ackq = nil, nil
+	c.queue, c.held = nil, nil
+	if c.ackTimer != nil {
+		c.ackTimer.Stop()
+	}
 	c.mu.Unlock()
 	close(c.done)
 	c.cancel()
@@ -223,9 +308,8 @@ func (c *conn) stopped() {
 		c.expiry.Stop()
 	}
 	c.s.hub.remove(c)
-	for _, p := range pending {
-		p.timer.Stop()
-		c.s.reply(p.reply, bus.ReplyNotAcked)
+	for _, r := range unacked {
+		c.s.reply(r, bus.ReplyNotAcked)
 	}
 }
 
@@ -250,6 +334,6 @@ func (c *conn) handle(op gws.Opcode, data []byte) {
 	case kindMessage:
 		m := f.msg
 		m.SrcID, m.SrcClientID = c.id.NodeID, c.id.ClientID
-		c.s.router.Send(c.ctx, m, f.id, func(s allspark.Sent) { c.send(mustJSON(s)) })
+		c.s.router.Send(c.ctx, m, f.id, &c.order, func(s allspark.Sent) { c.send(mustJSON(s)) })
 	}
 }

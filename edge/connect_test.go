@@ -76,6 +76,9 @@ func TestConnectOffersLeastLoadedEdge(t *testing.T) {
 
 	// The validation token alone opens the websocket on the offered edge.
 	alice := wstest.Dial(t, ci.Edge.WSURL+"?validation_token="+url.QueryEscape(ci.ValidationToken))
+	if f := alice.Next(t, wait); f.Type != "sync_done" {
+		t.Fatalf("got %s, want sync_done", f.Raw)
+	}
 	alice.Send(t, map[string]any{})
 	if f := alice.Next(t, wait); f.Type != "pong" {
 		t.Fatalf("got %s", f.Raw)

@@ -153,6 +153,11 @@ func encodeError(id string, e *allspark.Error) []byte {
 	return b
 }
 
+type syncDoneFrame struct {
+	Type    string `json:"type"` // "sync_done"
+	Pending int    `json:"pending"`
+}
+
 type reconnectFrame struct {
 	Type    string `json:"type"` // "reconnect"
 	AfterMS int64  `json:"after_ms"`

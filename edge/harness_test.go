@@ -32,11 +32,17 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
+	return newClusterOn(t, testutil.RunNATS(t))
+}
+
+// newClusterOn uses a NATS server the test started itself.
+func newClusterOn(t *testing.T, ns *server.Server) *cluster {
+	t.Helper()
 	keys, err := auth.NewKeys(testSecret, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &cluster{t: t, ns: testutil.RunNATS(t), keys: keys}
+	return &cluster{t: t, ns: ns, keys: keys}
 }
 
 type testEdge struct {
@@ -51,7 +57,7 @@ func testConfig(id, publicURL string) edge.Config {
 		ID: id, PublicURL: publicURL, SubjectPrefix: "allspark", APIKey: "test-api-key",
 		MaxFrameBytes: 65536, SendQueueBytes: 1 << 20, AckTimeout: 2 * time.Second,
 		ValidationTTL: time.Minute, Heartbeat: 200 * time.Millisecond, WriteTimeout: 5 * time.Second,
-		DrainTimeout: 5 * time.Second, StreamReplicas: 1, InboxTTL: time.Hour,
+		DrainTimeout: 5 * time.Second, StreamReplicas: 1, InboxTTL: time.Hour, InboxMaxPerNode: 10000,
 	}
 }
 
@@ -104,10 +110,30 @@ func (e *testEdge) wsURL(query string) string {
 	return "ws://" + e.http.Listener.Addr().String() + "/v1/ws?" + query
 }
 
-// dial connects node (of client) to edge e with an auth_key.
+// dial connects node (of client) to edge e with an auth_key and waits for
+// the initial sync_done, as a real client does before it counts as online.
 func (c *cluster) dial(e *testEdge, node, client string) *wstest.Client {
 	c.t.Helper()
-	return wstest.Dial(c.t, e.wsURL("auth_key="+url.QueryEscape(c.authKey(node, client))))
+	cl, _ := c.dialSynced(e, node, client)
+	return cl
+}
+
+// dialSynced is dial, also returning the messages replayed from the inbox
+// and the sync_done frame that ended the replay.
+func (c *cluster) dialSynced(e *testEdge, node, client string) (*wstest.Client, []wstest.Frame) {
+	c.t.Helper()
+	cl := wstest.Dial(c.t, e.wsURL("auth_key="+url.QueryEscape(c.authKey(node, client))))
+	var got []wstest.Frame
+	for {
+		f := cl.Next(c.t, 10*time.Second)
+		got = append(got, f)
+		if f.Type == "sync_done" {
+			return cl, got
+		}
+		if !f.IsMessage() {
+			c.t.Fatalf("%s got %s before sync_done", node, f.Raw)
+		}
+	}
 }
 
 // waitConns waits until e holds n connections.

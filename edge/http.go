@@ -183,7 +183,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	done := make(chan allspark.Sent, 1)
-	s.router.Send(r.Context(), &bm.Message, bm.ID, func(st allspark.Sent) { done <- st })
+	s.router.Send(r.Context(), &bm.Message, bm.ID, nil, func(st allspark.Sent) { done <- st })
 	select {
 	case st := <-done:
 		writeJSON(w, http.StatusOK, st)

@@ -154,6 +154,12 @@ func (h *hub) deliver(m *nats.Msg) {
 	if err != nil {
 		return
 	}
+	if m.Header.Get(bus.HeaderInbox) != "" {
+		for _, c := range h.lookup(node) {
+			c.syncInbox()
+		}
+		return
+	}
 	msgID := m.Header.Get(bus.HeaderMsgID)
 	taken := false
 	for _, c := range h.lookup(node) {

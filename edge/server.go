@@ -20,6 +20,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// deleters is how many goroutines remove acked messages from inboxes.
+const deleters = 2
+
 // Deps are the collaborators an edge needs; the caller owns their lifetime.
 type Deps struct {
 	NATS   *nats.Conn
@@ -47,7 +50,10 @@ type Server struct {
 	router   *bus.Router
 	registry *bus.Registry
 	devices  *bus.Devices
+	inbox    *bus.Inbox
 	sendSub  *nats.Subscription
+	deletes  chan uint64 // acked inbox sequences for the deleters
+	syncs    sync.WaitGroup
 	stop     chan struct{}
 	bg       sync.WaitGroup
 
@@ -73,7 +79,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream context: %w", err)
 	}
-	s := &Server{cfg: cfg, nc: deps.NATS, js: js, keys: deps.Keys, log: deps.Logger, now: deps.Now, subj: subj, stop: make(chan struct{})}
+	s := &Server{cfg: cfg, nc: deps.NATS, js: js, keys: deps.Keys, log: deps.Logger, now: deps.Now, subj: subj,
+		stop: make(chan struct{}), deletes: make(chan uint64, 1<<16)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -104,15 +111,23 @@ func (s *Server) Start(ctx context.Context) error {
 	}, s.now, s.log); err != nil {
 		return err
 	}
-	if s.req, err = bus.NewRequester(s.nc); err != nil {
+	if s.inbox, err = bus.OpenInbox(ctx, s.nc, s.subj, bus.InboxConfig{
+		Replicas: s.cfg.StreamReplicas, MaxAge: s.cfg.InboxTTL, MaxPerNode: s.cfg.InboxMaxPerNode,
+	}, s.log); err != nil {
 		return err
 	}
-	s.router = bus.NewRouter(s.nc, s.req, s.subj, s.devices, nil, bus.RouterConfig{AckTimeout: s.cfg.AckTimeout}, s.now, s.log)
+	if s.req, err = bus.NewRequester(s.nc, bus.DeliveryTimeout(s.cfg.AckTimeout), s.now); err != nil {
+		return err
+	}
+	s.router = bus.NewRouter(s.nc, s.req, s.subj, s.devices, s.inbox, s.now, s.log)
 	if s.sendSub, err = s.router.ServeSend(s.cfg.MaxFrameBytes); err != nil {
 		return err
 	}
 	for i := range dispatchers {
 		s.goBackground(func() { s.hub.dispatch(i, s.stop) })
+	}
+	for range deleters {
+		s.goBackground(s.deleter)
 	}
 	watchCtx, cancel := context.WithCancel(context.Background())
 	s.goBackground(func() { <-s.stop; cancel() })
@@ -222,6 +237,7 @@ func (s *Server) Close() {
 		for _, c := range s.hub.all() {
 			<-c.done
 		}
+		s.syncs.Wait()
 		if s.sendSub != nil {
 			_ = s.sendSub.Unsubscribe()
 		}
@@ -231,7 +247,7 @@ func (s *Server) Close() {
 			s.req.Close()
 		}
 		if s.router != nil {
-			s.router.Wait()
+			s.router.Close()
 		}
 	})
 }

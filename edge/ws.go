@@ -51,6 +51,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	_ = socket.SetReadDeadline(s.now().Add(readTimeout))
 	go c.writeLoop()
 	go socket.ReadLoop()
+	c.syncInbox()
 	if s.draining.Load() { // Shutdown began while we were registering
 		c.close(allspark.CloseGoingAway, "edge shutting down")
 	}

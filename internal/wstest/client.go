@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,10 +48,10 @@ func (f Frame) IsMessage() bool { return f.Type == "" && f.MsgID != "" }
 
 // Client is one test websocket connection.
 type Client struct {
-	conn    *gws.Conn
-	frames  chan Frame
-	closed  chan struct{}
-	AutoAck bool
+	conn   *gws.Conn
+	frames chan Frame
+	closed chan struct{}
+	noAck  atomic.Bool
 
 	mu        sync.Mutex
 	closeCode int   // guarded by mu
@@ -85,7 +86,7 @@ func DialErr(url string) (*Client, *http.Response, error) {
 }
 
 func newClient() *Client {
-	return &Client{frames: make(chan Frame, 1<<16), closed: make(chan struct{}), AutoAck: true}
+	return &Client{frames: make(chan Frame, 1<<16), closed: make(chan struct{})}
 }
 
 func (c *Client) OnOpen(*gws.Conn)             {}
@@ -108,7 +109,7 @@ func (c *Client) OnMessage(s *gws.Conn, m *gws.Message) {
 	if err := json.Unmarshal(m.Bytes(), &f); err != nil {
 		f.Type = "undecodable"
 	}
-	if c.AutoAck && f.IsMessage() {
+	if !c.noAck.Load() && f.IsMessage() {
 		_ = s.WriteString(fmt.Sprintf(`{"type":"ack","msg_id":%q}`, f.MsgID))
 	}
 	select {
@@ -116,6 +117,15 @@ func (c *Client) OnMessage(s *gws.Conn, m *gws.Message) {
 	default:
 		panic("wstest: frame buffer full; the test does not read its frames")
 	}
+}
+
+// SetAutoAck turns automatic acknowledgement of messages on (the default) or off.
+func (c *Client) SetAutoAck(on bool) { c.noAck.Store(!on) }
+
+// Ack acknowledges msgIDs.
+func (c *Client) Ack(t testing.TB, msgIDs ...string) {
+	t.Helper()
+	c.Send(t, map[string]any{"type": "ack", "msg_ids": msgIDs})
 }
 
 // Send writes v as a JSON text frame.

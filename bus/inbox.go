@@ -1,0 +1,183 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+var (
+	// ErrInboxEmpty: the node has no pending message at or after the sequence asked.
+	ErrInboxEmpty = errors.New("inbox empty")
+	// ErrInboxFull: the node's inbox holds MaxPerNode messages; nothing more is accepted for it.
+	ErrInboxFull = errors.New("inbox full")
+)
+
+// HeaderInbox marks a nudge on a node subject: "your inbox has something
+// new". It carries no message and expects no reply.
+const HeaderInbox = "Allspark-Inbox"
+
+// InboxConfig configures OpenInbox.
+type InboxConfig struct {
+	Replicas   int
+	MaxAge     time.Duration // pending messages older than this are dropped (documented retention)
+	MaxPerNode int64         // pending messages per node; further stores are refused with ErrInboxFull
+}
+
+// Inbox keeps the messages a node has not acknowledged, in one JetStream
+// stream over allspark.inbox.<b64(node)>, and announces each stored message
+// on the undelivered work queue for the push worker.
+//
+// A node's inbox is read by "get next message for subject at or after seq"
+// through the stream leader, not by consumers: it costs the server no state
+// per node, so 100k nodes with pending messages cost nothing while idle, and
+// reading from the leader never misses a message just stored (a direct get
+// may be answered by a lagging follower).
+type Inbox struct {
+	nc          *nats.Conn
+	js          jetstream.JetStream
+	subj        Subjects
+	stream      jetstream.Stream
+	undelivered string
+	log         *slog.Logger
+}
+
+// InboxMsg is one pending message.
+type InboxMsg struct {
+	Seq   uint64
+	MsgID string
+	Frame []byte
+}
+
+// UndeliveredEvent is what the push worker receives for each stored message.
+type UndeliveredEvent struct {
+	NodeID  string          `json:"node_id"`
+	MsgID   string          `json:"msg_id"`
+	Message json.RawMessage `json:"message"` // the frame the node will receive
+}
+
+// InboxStreamName and UndeliveredStreamName name the streams for subj.
+func InboxStreamName(subj Subjects) string       { return subj.Prefix() + "_inbox" }
+func UndeliveredStreamName(subj Subjects) string { return subj.Prefix() + "_undelivered" }
+
+// OpenInbox creates or updates the inbox and undelivered streams. The
+// inbox publishes through its own JetStream context so its async publish
+// window and error handler are its own.
+func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfig, log *slog.Logger) (*Inbox, error) {
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(storeQueue),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			if m.Subject == subj.Undelivered() {
+				log.Error("queue undelivered event", "err", err)
+			}
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream context: %w", err)
+	}
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:                 InboxStreamName(subj),
+		Description:          "AllSpark pending messages per node",
+		Subjects:             []string{subj.InboxAll()},
+		Storage:              jetstream.FileStorage,
+		Replicas:             max(cfg.Replicas, 1),
+		MaxAge:               cfg.MaxAge,
+		MaxMsgsPerSubject:    cfg.MaxPerNode,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		Duplicates:           2 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open inbox stream: %w", err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        UndeliveredStreamName(subj),
+		Description: "AllSpark undelivered-message events for push workers",
+		Subjects:    []string{subj.Undelivered()},
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(cfg.Replicas, 1),
+		Retention:   jetstream.WorkQueuePolicy,
+		MaxAge:      cfg.MaxAge,
+		Duplicates:  2 * time.Minute,
+	}); err != nil {
+		return nil, fmt.Errorf("open undelivered stream: %w", err)
+	}
+	return &Inbox{nc: nc, js: js, subj: subj, stream: st, undelivered: subj.Undelivered(), log: log}, nil
+}
+
+// Append implements Store: it appends frame to nodeID's inbox (once per
+// msg_id and node) with an asynchronous publish, which keeps the order of
+// appends. Once durable, it queues an undelivered event and nudges the edge
+// that may hold the node right now.
+func (i *Inbox) Append(nodeID, msgID string, frame []byte) func(context.Context) error {
+	dedup := msgID + ":" + Token(nodeID)
+	msg := &nats.Msg{Subject: i.subj.Inbox(nodeID), Data: frame, Header: nats.Header{
+		jetstream.MsgIDHeader: []string{dedup},
+		HeaderMsgID:           []string{msgID},
+	}}
+	fut, err := i.js.PublishMsgAsync(msg)
+	if err != nil {
+		return func(context.Context) error { return fmt.Errorf("append to inbox: %w", err) }
+	}
+	return func(ctx context.Context) error {
+		select {
+		case <-fut.Ok():
+		case err := <-fut.Err():
+			if strings.Contains(err.Error(), "maximum messages per subject exceeded") {
+				return ErrInboxFull
+			}
+			return fmt.Errorf("append to inbox: %w", err)
+		case <-ctx.Done():
+			return fmt.Errorf("append to inbox: %w", ctx.Err())
+		}
+		i.stored(nodeID, msgID, dedup, frame)
+		return nil
+	}
+}
+
+// stored runs after a message is durable in nodeID's inbox.
+func (i *Inbox) stored(nodeID, msgID, dedup string, frame []byte) {
+	ev, _ := json.Marshal(UndeliveredEvent{NodeID: nodeID, MsgID: msgID, Message: frame})
+	// The message is safe whatever happens here: a lost event costs a push
+	// notification, never a message. The async error handler logs failures.
+	if _, err := i.js.PublishMsgAsync(&nats.Msg{Subject: i.undelivered, Data: ev,
+		Header: nats.Header{jetstream.MsgIDHeader: []string{dedup}}}); err != nil {
+		i.log.Error("queue undelivered event", "node", nodeID, "msg_id", msgID, "err", err)
+	}
+	nudge := &nats.Msg{Subject: i.subj.Node(nodeID), Header: nats.Header{HeaderInbox: []string{"1"}}}
+	if err := i.nc.PublishMsg(nudge); err != nil {
+		i.log.Warn("nudge node after store", "node", nodeID, "err", err)
+	}
+}
+
+// Store appends and waits: the synchronous form of Append.
+func (i *Inbox) Store(ctx context.Context, nodeID, msgID string, frame []byte) error {
+	return i.Append(nodeID, msgID, frame)(ctx)
+}
+
+// Next returns nodeID's first pending message with sequence >= from, or
+// ErrInboxEmpty.
+func (i *Inbox) Next(ctx context.Context, nodeID string, from uint64) (InboxMsg, error) {
+	m, err := i.stream.GetMsg(ctx, max(from, 1), jetstream.WithGetMsgSubject(i.subj.Inbox(nodeID)))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return InboxMsg{}, ErrInboxEmpty
+	}
+	if err != nil {
+		return InboxMsg{}, fmt.Errorf("read inbox: %w", err)
+	}
+	return InboxMsg{Seq: m.Sequence, MsgID: m.Header.Get(HeaderMsgID), Frame: m.Data}, nil
+}
+
+// Remove deletes an acknowledged message.
+func (i *Inbox) Remove(ctx context.Context, seq uint64) error {
+	if err := i.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("remove from inbox: %w", err)
+	}
+	return nil
+}
