@@ -117,24 +117,35 @@ func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfi
 // that may hold the node right now.
 func (i *Inbox) Append(nodeID, msgID string, frame []byte) func(context.Context) error {
 	dedup := msgID + ":" + Token(nodeID)
-	msg := &nats.Msg{Subject: i.subj.Inbox(nodeID), Data: frame, Header: nats.Header{
-		jetstream.MsgIDHeader: []string{dedup},
-		HeaderMsgID:           []string{msgID},
-	}}
-	fut, err := i.js.PublishMsgAsync(msg)
-	if err != nil {
-		return func(context.Context) error { return fmt.Errorf("append to inbox: %w", err) }
+	msg := func() *nats.Msg {
+		return &nats.Msg{Subject: i.subj.Inbox(nodeID), Data: frame, Header: nats.Header{
+			jetstream.MsgIDHeader: []string{dedup},
+			HeaderMsgID:           []string{msgID},
+		}}
 	}
+	fut, err := i.js.PublishMsgAsync(msg())
 	return func(ctx context.Context) error {
-		select {
-		case <-fut.Ok():
-		case err := <-fut.Err():
+		if err == nil {
+			select {
+			case <-fut.Ok():
+			case err = <-fut.Err():
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		// A failed publish (a stream leader election, a lost connection) is
+		// retried until ctx ends; the msg id makes a retry that raced a late
+		// success harmless.
+		for backoff := 50 * time.Millisecond; err != nil; backoff = min(2*backoff, time.Second) {
 			if strings.Contains(err.Error(), "maximum messages per subject exceeded") {
 				return ErrInboxFull
 			}
-			return fmt.Errorf("append to inbox: %w", err)
-		case <-ctx.Done():
-			return fmt.Errorf("append to inbox: %w", ctx.Err())
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("append to inbox: %w", err)
+			case <-time.After(backoff):
+			}
+			_, err = i.js.PublishMsg(ctx, msg())
 		}
 		i.stored(nodeID, msgID, dedup, frame)
 		return nil

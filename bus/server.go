@@ -15,7 +15,7 @@ import (
 // the all-in-one edge, cmd/embedded-nats and tests.
 type ServerConfig struct {
 	Name     string // server name; required for clustering
-	Listen   string // client "host:port"; port 0 picks a free one
+	Listen   string // client "host:port"; port 0 picks a free one (so does ClusterListen's)
 	StoreDir string // JetStream file store
 
 	ClusterName   string   // set to form a cluster
@@ -52,6 +52,9 @@ func StartServer(cfg ServerConfig, log *slog.Logger) (*server.Server, error) {
 		ch, cp, err := splitHostPort(cfg.ClusterListen)
 		if err != nil {
 			return nil, fmt.Errorf("nats cluster listen address: %w", err)
+		}
+		if cp == 0 {
+			cp = server.RANDOM_PORT // to nats-server, 0 would mean "no cluster"
 		}
 		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: ch, Port: cp}
 		for _, r := range cfg.Routes {

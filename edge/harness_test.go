@@ -14,6 +14,7 @@ import (
 	"github.com/allspark-rt/allspark/internal/wstest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 )
 
@@ -27,6 +28,7 @@ const testSecret = "edge-test-secret-0123456789"
 type cluster struct {
 	t    *testing.T
 	ns   *server.Server
+	url  string // NATS URL(s) edges connect to; default ns's
 	keys *auth.Keys
 }
 
@@ -42,7 +44,7 @@ func newClusterOn(t *testing.T, ns *server.Server) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &cluster{t: t, ns: ns, keys: keys}
+	return &cluster{t: t, ns: ns, url: ns.ClientURL(), keys: keys}
 }
 
 type testEdge struct {
@@ -70,7 +72,7 @@ func (c *cluster) edge(id string, mods ...func(*edge.Config)) *testEdge {
 	for _, m := range mods {
 		m(&cfg)
 	}
-	nc, err := nats.Connect(c.ns.ClientURL(), nats.Name(id))
+	nc, err := nats.Connect(c.url, nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +90,22 @@ func (c *cluster) edge(id string, mods ...func(*edge.Config)) *testEdge {
 	e := &testEdge{srv: srv, http: hs, nc: nc, cfg: cfg}
 	t.Cleanup(e.kill)
 	return e
+}
+
+// inboxLeader names the server leading the inbox stream.
+func inboxLeader(t *testing.T, c *cluster) string {
+	t.Helper()
+	nc := testutil.Connect(t, c.url)
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(t.Context(), "allspark_inbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context())
+	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
+		t.Fatalf("inbox stream leader: %v %+v", err, info)
+	}
+	return info.Cluster.Leader
 }
 
 // kill stops the edge abruptly, as if its process died.

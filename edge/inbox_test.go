@@ -193,6 +193,7 @@ func TestStoredMessagesSurviveNATSRestart(t *testing.T) {
 	ns.Shutdown()
 	ns.WaitForShutdown()
 	c.ns = testutil.RunNATSAt(t, dir, addr)
+	c.url = c.ns.ClientURL()
 	b := c.edge("edge-b")
 	_, frames := c.dialSynced(b, "bob", "bob")
 	if len(frames) != 11 || frames[10].Pending != 10 {

@@ -3,16 +3,20 @@
 package testutil
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/allspark-rt/allspark/bus"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Logger returns a logger for tests: quiet unless ALLSPARK_TEST_LOG=debug|info.
@@ -76,4 +80,71 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// RunCluster starts n JetStream servers routed into one cluster and waits
+// until it can place a stream with n replicas. A clustered server is not
+// ready until it meets its peers, so they start together on route ports
+// reserved beforehand.
+func RunCluster(t testing.TB, n int) []*server.Server {
+	t.Helper()
+	ports := make([]int, n)
+	routes := make([]string, n)
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
+		l.Close()
+	}
+	servers := make([]*server.Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		cfg := bus.ServerConfig{
+			Name: fmt.Sprintf("n%d", i), Listen: "127.0.0.1:0", StoreDir: t.TempDir(),
+			ClusterName: "test-cluster", ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			servers[i], errs[i] = bus.StartServer(cfg, nil)
+		}()
+	}
+	wg.Wait()
+	for i, s := range servers {
+		if s != nil {
+			t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+		}
+		if errs[i] != nil {
+			t.Fatalf("start cluster server %d: %v", i, errs[i])
+		}
+	}
+	nc := Connect(t, ClusterURL(servers))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "cluster_ready", Subjects: []string{"cluster.ready"}, Replicas: n, Storage: jetstream.MemoryStorage})
+		return err
+	})
+	nc.Close()
+	return servers
+}
+
+// ClusterURL is a comma-separated client URL list for servers.
+func ClusterURL(servers []*server.Server) string {
+	var u string
+	for i, s := range servers {
+		if i > 0 {
+			u += ","
+		}
+		u += s.ClientURL()
+	}
+	return u
 }

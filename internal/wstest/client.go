@@ -128,6 +128,15 @@ func (c *Client) Ack(t testing.TB, msgIDs ...string) {
 	c.Send(t, map[string]any{"type": "ack", "msg_ids": msgIDs})
 }
 
+// Write writes v as a JSON text frame, for goroutines that cannot fail the test.
+func (c *Client) Write(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.conn.WriteMessage(gws.OpcodeText, b)
+}
+
 // Send writes v as a JSON text frame.
 func (c *Client) Send(t testing.TB, v any) {
 	t.Helper()
