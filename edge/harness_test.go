@@ -26,19 +26,19 @@ const testSecret = "edge-test-secret-0123456789"
 
 // cluster is one NATS server and the edges started on it in a test.
 type cluster struct {
-	t    *testing.T
+	t    testing.TB
 	ns   *server.Server
 	url  string // NATS URL(s) edges connect to; default ns's
 	keys *auth.Keys
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	return newClusterOn(t, testutil.RunNATS(t))
 }
 
 // newClusterOn uses a NATS server the test started itself.
-func newClusterOn(t *testing.T, ns *server.Server) *cluster {
+func newClusterOn(t testing.TB, ns *server.Server) *cluster {
 	t.Helper()
 	keys, err := auth.NewKeys(testSecret, time.Now)
 	if err != nil {
@@ -155,7 +155,7 @@ func (c *cluster) dialSynced(e *testEdge, node, client string) (*wstest.Client, 
 }
 
 // waitConns waits until e holds n connections.
-func waitConns(t *testing.T, e *testEdge, n int) {
+func waitConns(t testing.TB, e *testEdge, n int) {
 	t.Helper()
 	testutil.Eventually(t, 5*time.Second, func() error {
 		if got := e.srv.Connections(); got != n {

@@ -258,3 +258,27 @@ func TestUndeliveredEventPerStoredMessage(t *testing.T) {
 		t.Fatalf("no event for dana-laptop: %v", got)
 	}
 }
+
+// A full inbox refuses new messages with inbox_full; what it holds is kept.
+func TestFullInboxRejectsNewMessages(t *testing.T) {
+	c := newCluster(t)
+	a := c.edge("edge-a", func(cfg *edge.Config) { cfg.InboxMaxPerNode = 3 })
+	alice := c.dial(a, "alice", "alice")
+	for i := range 5 {
+		alice.Send(t, map[string]any{"id": fmt.Sprint(i), "dest_id": "bob", "payload": i})
+	}
+	for i := range 5 {
+		s := alice.Until(t, wait, isSent)
+		want := "stored"
+		if i >= 3 {
+			want = "rejected"
+		}
+		if s.ID != fmt.Sprint(i) || s.Status != want || (want == "rejected" && (s.Error == nil || s.Error.Code != "inbox_full")) {
+			t.Fatalf("answer %d: %s, want %s", i, s.Raw, want)
+		}
+	}
+	_, frames := c.dialSynced(a, "bob", "bob")
+	if len(frames) != 4 || frames[3].Pending != 3 {
+		t.Fatalf("bob got %d frames", len(frames))
+	}
+}
