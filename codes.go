@@ -20,6 +20,8 @@ const (
 	CodeInboxFull    Code = "inbox_full"   // the target inbox holds its maximum of pending messages
 	CodeUnauthorized Code = "unauthorized" // missing, malformed, expired or forged credentials
 	CodeNotFound     Code = "not_found"    // unknown resource
+	CodeConflict     Code = "conflict"     // the resource exists already, or is full
+	CodeForbidden    Code = "forbidden"    // authenticated, but not allowed
 	CodeBadRequest   Code = "bad_request"  // malformed HTTP request body or parameters
 	CodeInternal     Code = "internal"     // a bug or an unexpected failure on our side
 )

@@ -8,17 +8,24 @@ import (
 // Message is one routed message, in the shape a receiving client sees it.
 // Exactly one of DestID, DestClientID and DestSessionID is set.
 type Message struct {
-	MsgID         string          `json:"msg_id,omitempty"`
-	SrcID         string          `json:"src_id,omitempty"`
-	SrcClientID   string          `json:"src_client_id,omitempty"`
-	DestID        string          `json:"dest_id,omitempty"`
-	DestClientID  string          `json:"dest_client_id,omitempty"`
-	DestSessionID string          `json:"dest_session_id,omitempty"`
-	Seq           uint64          `json:"seq,omitempty"`
-	Payload       json.RawMessage `json:"payload,omitempty"`
-	Payload1      json.RawMessage `json:"payload1,omitempty"`
-	Payload2      json.RawMessage `json:"payload2,omitempty"`
-	TS            int64           `json:"ts,omitempty"` // Unix milliseconds when the edge accepted it
+	MsgID         string `json:"msg_id,omitempty"`
+	SrcID         string `json:"src_id,omitempty"`
+	SrcClientID   string `json:"src_client_id,omitempty"`
+	DestID        string `json:"dest_id,omitempty"`
+	DestClientID  string `json:"dest_client_id,omitempty"`
+	DestSessionID string `json:"dest_session_id,omitempty"`
+	// MemberID, with DestSessionID, addresses one member of the session
+	// (by its member id, which may be an anonymous alias) instead of all.
+	MemberID string          `json:"member_id,omitempty"`
+	Seq      uint64          `json:"seq,omitempty"`
+	Payload  json.RawMessage `json:"payload,omitempty"`
+	Payload1 json.RawMessage `json:"payload1,omitempty"`
+	Payload2 json.RawMessage `json:"payload2,omitempty"`
+	TS       int64           `json:"ts,omitempty"` // Unix milliseconds when the edge accepted it
+
+	// SrcNode is the sender's real node id. It never leaves the server:
+	// for an anonymous session member SrcID is an alias.
+	SrcNode string `json:"-"`
 }
 
 // CheckDest validates the destination fields: exactly one must be set, and
@@ -39,6 +46,14 @@ func (m *Message) CheckDest() *Error {
 	for _, d := range [...]string{m.DestID, m.DestClientID, m.DestSessionID} {
 		if d != "" && !ValidID(d) {
 			return Errorf(CodeBadID, fmt.Sprintf("invalid destination id %q", truncate(d, 40)))
+		}
+	}
+	if m.MemberID != "" {
+		if m.DestSessionID == "" {
+			return Errorf(CodeBadFrame, "member_id needs dest_session_id")
+		}
+		if !ValidID(m.MemberID) {
+			return Errorf(CodeBadID, "invalid member_id")
 		}
 	}
 	return nil
@@ -64,6 +79,7 @@ type Sent struct {
 	MsgID  string `json:"msg_id,omitempty"`
 	Status Status `json:"status"`
 	Error  *Error `json:"error,omitempty"`
+	Seq    uint64 `json:"seq,omitempty"` // a session message's seq in the session history
 }
 
 // NewSent builds a "sent" answer.

@@ -52,41 +52,25 @@ func OpenDevices(ctx context.Context, js jetstream.JetStream, bucket string, rep
 
 // Add records that nodeID belongs to clientID.
 func (d *Devices) Add(ctx context.Context, clientID, nodeID string) error {
-	key := Token(clientID)
-	for attempt := 0; attempt < 8; attempt++ {
-		list, rev, err := d.get(ctx, key)
-		if err != nil {
-			return err
-		}
+	err := casUpdate(ctx, d.kv, Token(clientID), func(cur []byte) ([]byte, error) {
+		list := decodeDevices(cur)
 		now := d.now()
 		if seen, ok := list.Nodes[nodeID]; ok && now.Sub(time.Unix(seen, 0)) < refreshAfter {
-			return nil
+			return nil, errNoChange
 		}
 		list.Nodes[nodeID] = now.Unix()
 		d.prune(&list, now)
-		b, err := json.Marshal(list)
-		if err != nil {
-			return fmt.Errorf("encode device list: %w", err)
-		}
-		if rev == 0 {
-			_, err = d.kv.Create(ctx, key, b)
-		} else {
-			_, err = d.kv.Update(ctx, key, b, rev)
-		}
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return fmt.Errorf("record device of client: %w", err)
-		}
-		// Another edge changed the list concurrently: read it again.
+		return json.Marshal(list)
+	})
+	if err != nil {
+		return fmt.Errorf("record device of client: %w", err)
 	}
-	return errors.New("record device of client: too many concurrent updates")
+	return nil
 }
 
 // Nodes lists clientID's nodes, or none if the client is unknown.
 func (d *Devices) Nodes(ctx context.Context, clientID string) ([]string, error) {
-	list, _, err := d.get(ctx, Token(clientID))
+	list, err := d.get(ctx, Token(clientID))
 	if err != nil {
 		return nil, err
 	}
@@ -101,22 +85,28 @@ func (d *Devices) Nodes(ctx context.Context, clientID string) ([]string, error) 
 	return out, nil
 }
 
-func (d *Devices) get(ctx context.Context, key string) (deviceList, uint64, error) {
-	list := deviceList{Nodes: map[string]int64{}}
+func (d *Devices) get(ctx context.Context, key string) (deviceList, error) {
 	e, err := d.kv.Get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
-		return list, 0, nil
+		return decodeDevices(nil), nil
 	case err != nil:
-		return list, 0, fmt.Errorf("read device list: %w", err)
+		return deviceList{}, fmt.Errorf("read device list: %w", err)
 	}
-	if err := json.Unmarshal(e.Value(), &list); err != nil {
-		return deviceList{Nodes: map[string]int64{}}, e.Revision(), nil // corrupt: overwrite
+	return decodeDevices(e.Value()), nil
+}
+
+// decodeDevices reads a stored list; an absent or corrupt one is empty
+// (and will be overwritten).
+func decodeDevices(b []byte) deviceList {
+	var list deviceList
+	if len(b) > 0 {
+		_ = json.Unmarshal(b, &list)
 	}
 	if list.Nodes == nil {
 		list.Nodes = map[string]int64{}
 	}
-	return list, e.Revision(), nil
+	return list
 }
 
 func (d *Devices) prune(list *deviceList, now time.Time) {

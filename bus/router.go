@@ -47,13 +47,15 @@ type Store interface {
 // happened. It is shared by every connection of an edge and by the
 // allspark.send responder.
 type Router struct {
-	nc      *nats.Conn
-	req     *Requester
-	subj    Subjects
-	devices *Devices
-	store   Store
-	now     func() time.Time
-	log     *slog.Logger
+	nc       *nats.Conn
+	req      *Requester
+	subj     Subjects
+	devices  *Devices
+	store    Store
+	sessions *Sessions
+	history  *History
+	now      func() time.Time
+	log      *slog.Logger
 	// Unreached nodes' copies go through one ordered pipeline: storeLoop
 	// appends in the order outcomes arrive (so a sender's stored messages keep
 	// their order), and ackLoop waits for durability and answers the sender.
@@ -66,16 +68,31 @@ type Router struct {
 
 type pendingStore struct {
 	f     *fanout
-	waits []func(context.Context) error
+	waits []func(context.Context) error         // direct messages: one per unreached node
+	hist  func(context.Context) (uint64, error) // session messages: the history append
 }
 
 // storeQueue bounds the stores waiting to be appended; past it, reply
 // handling waits, which slows senders instead of growing memory.
 const storeQueue = 1 << 14
 
-// NewRouter builds a router.
-func NewRouter(nc *nats.Conn, req *Requester, subj Subjects, devices *Devices, store Store, now func() time.Time, log *slog.Logger) *Router {
-	r := &Router{nc: nc, req: req, subj: subj, devices: devices, store: store, now: now, log: log,
+// RouterDeps are what a Router routes with.
+type RouterDeps struct {
+	NATS      *nats.Conn
+	Requester *Requester
+	Subjects  Subjects
+	Devices   *Devices
+	Store     Store
+	Sessions  *Sessions
+	History   *History
+	Now       func() time.Time
+	Log       *slog.Logger
+}
+
+// NewRouter builds a router and starts its store pipeline; Close stops it.
+func NewRouter(d RouterDeps) *Router {
+	r := &Router{nc: d.NATS, req: d.Requester, subj: d.Subjects, devices: d.Devices, store: d.Store,
+		sessions: d.Sessions, history: d.History, now: d.Now, log: d.Log,
 		storeOpen: true, storeq: make(chan *fanout, storeQueue), ackq: make(chan pendingStore, storeQueue)}
 	r.loops.Add(2)
 	go r.storeLoop()
@@ -129,8 +146,21 @@ func (r *Router) Send(ctx context.Context, m *allspark.Message, corrID string, s
 			reject(allspark.CodeOffline, "the client has no known devices")
 			return
 		}
+	case m.MemberID != "":
+		// One member of a session, by member id: routed like a direct message.
+		sess, err := r.sessions.Get(ctx, m.DestSessionID)
+		if err != nil {
+			reject(sessionCode(err), err.Error())
+			return
+		}
+		node, ok := sess.NodeOf(m.MemberID)
+		if !ok {
+			reject(allspark.CodeNotFound, "no such member in the session")
+			return
+		}
+		targets = []string{node}
 	default:
-		reject(allspark.CodeUnavailable, "session messages are not enabled on this edge")
+		r.sendSession(m, corrID, seq, done)
 		return
 	}
 	frame, err := json.Marshal(m)
@@ -157,7 +187,10 @@ type fanout struct {
 	frame  []byte
 	done   func(allspark.Sent)
 	seq    *Sequence
-	ready  bool // guarded by seq.mu: the outcome is known
+	ready  bool           // guarded by seq.mu: the outcome is known
+	answer *allspark.Sent // set for session messages once appended to history
+
+	session bool // a message to a whole session
 
 	mu        sync.Mutex
 	left      int      // guarded by mu
@@ -213,18 +246,64 @@ func (f *fanout) finish() {
 // release answers a delivered message, or queues the copies for unreached
 // nodes to be stored in release order.
 func (f *fanout) release() {
+	if f.answer != nil {
+		f.done(*f.answer)
+		return
+	}
 	id, msgID := f.corrID, f.m.MsgID
 	if len(f.unreached) == 0 {
 		f.done(allspark.NewSent(id, msgID, allspark.StatusDelivered, nil))
 		return
 	}
-	f.r.storeMu.RLock()
-	defer f.r.storeMu.RUnlock()
-	if !f.r.storeOpen {
+	if !f.r.enqueue(f) {
 		f.done(allspark.NewSent(id, msgID, allspark.StatusRejected, allspark.Errorf(allspark.CodeUnavailable, "edge is stopping")))
+	}
+}
+
+// enqueue hands f to the store pipeline, unless the router is closed.
+func (r *Router) enqueue(f *fanout) bool {
+	r.storeMu.RLock()
+	defer r.storeMu.RUnlock()
+	if !r.storeOpen {
+		return false
+	}
+	r.storeq <- f
+	return true
+}
+
+// sendSession appends m to its session's history, then publishes it live
+// with its seq. The append is queued now, in send order, so it never waits
+// behind a slower direct message of the same sender; only the answer goes
+// through the sender's Sequence.
+func (r *Router) sendSession(m *allspark.Message, corrID string, seq *Sequence, done func(allspark.Sent)) {
+	frame, err := json.Marshal(m)
+	if err != nil {
+		done(allspark.NewSent(corrID, m.MsgID, allspark.StatusRejected, allspark.Errorf(allspark.CodeBadFrame, "payload cannot be encoded")))
 		return
 	}
-	f.r.storeq <- f
+	f := &fanout{r: r, m: m, corrID: corrID, frame: frame, done: done, seq: seq, session: true}
+	if seq != nil {
+		seq.mu.Lock()
+		seq.q = append(seq.q, f)
+		seq.mu.Unlock()
+	}
+	if !r.enqueue(f) {
+		f.answer = &allspark.Sent{Type: "sent", ID: corrID, MsgID: m.MsgID, Status: allspark.StatusRejected,
+			Error: allspark.Errorf(allspark.CodeUnavailable, "edge is stopping")}
+		f.finish()
+	}
+}
+
+// sessionCode maps a session store error to a protocol code.
+func sessionCode(err error) allspark.Code {
+	switch {
+	case errors.Is(err, ErrSessionNotFound):
+		return allspark.CodeNotFound
+	case errors.Is(err, ErrNotMember):
+		return allspark.CodeNotMember
+	default:
+		return allspark.CodeUnavailable
+	}
 }
 
 func (r *Router) storeLoop() {
@@ -232,6 +311,9 @@ func (r *Router) storeLoop() {
 	defer close(r.ackq)
 	for f := range r.storeq {
 		ps := pendingStore{f: f}
+		if f.session {
+			ps.hist = r.history.append(f.m.DestSessionID, f.m.MsgID, f.frame)
+		}
 		for _, node := range f.unreached {
 			ps.waits = append(ps.waits, r.store.Append(node, f.m.MsgID, f.frame))
 		}
@@ -242,8 +324,32 @@ func (r *Router) storeLoop() {
 func (r *Router) ackLoop() {
 	defer r.loops.Done()
 	for ps := range r.ackq {
+		if ps.f.session {
+			a := r.published(ps)
+			ps.f.answer = &a
+			ps.f.finish()
+			continue
+		}
 		ps.f.done(r.stored(ps))
 	}
+}
+
+// published waits for a session message's history append and fans it out.
+func (r *Router) published(ps pendingStore) allspark.Sent {
+	f := ps.f
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	seq, err := ps.hist(ctx)
+	if err != nil {
+		r.log.Warn("append session message", "session", f.m.DestSessionID, "msg_id", f.m.MsgID, "err", err)
+		return allspark.NewSent(f.corrID, f.m.MsgID, allspark.StatusRejected, allspark.Errorf(allspark.CodeUnavailable, "the message could not be stored"))
+	}
+	if err := r.history.publishLive(f.m.DestSessionID, f.m.SrcNode, WithSeq(f.frame, seq)); err != nil {
+		r.log.Warn("publish session message", "session", f.m.DestSessionID, "err", err)
+	}
+	st := allspark.NewSent(f.corrID, f.m.MsgID, allspark.StatusStored, nil)
+	st.Seq = seq
+	return st
 }
 
 func (r *Router) stored(ps pendingStore) allspark.Sent {

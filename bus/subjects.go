@@ -58,6 +58,16 @@ func (s Subjects) InboxAll() string { return s.prefix + ".inbox.*" }
 // Session carries a session's messages (fan-out and history).
 func (s Subjects) Session(sessionID string) string { return s.prefix + ".session." + Token(sessionID) }
 
+// SessionAll matches every session history subject.
+func (s Subjects) SessionAll() string { return s.prefix + ".session.*" }
+
+// SessionLive carries a session's messages (with their seq) and presence
+// to the edges holding its members.
+func (s Subjects) SessionLive(sessionID string) string { return s.prefix + ".live." + Token(sessionID) }
+
+// PresenceQuery asks every edge which of a list of nodes it holds.
+func (s Subjects) PresenceQuery() string { return s.prefix + ".presence.query" }
+
 // Undelivered is the work queue subject for push notifications.
 func (s Subjects) Undelivered() string { return s.prefix + ".events.undelivered" }
 

@@ -43,6 +43,10 @@ type Config struct {
 	// inbox is rejected with inbox_full; stored messages are never dropped
 	// to make room.
 	InboxMaxPerNode int64 `env:"INBOX_MAX_PER_NODE" envDefault:"10000"`
+	// HistoryTTL and HistoryMaxPerSession bound session history; older
+	// messages can no longer be synced.
+	HistoryTTL           time.Duration `env:"HISTORY_TTL" envDefault:"720h"`
+	HistoryMaxPerSession int64         `env:"HISTORY_MAX_PER_SESSION" envDefault:"10000"`
 }
 
 // Validate reports the first invalid field by its environment name.
@@ -69,13 +73,17 @@ func (c Config) Validate() error {
 		bad("SEND_QUEUE_BYTES", "must be at least MAX_FRAME_BYTES (%d), got %d", c.MaxFrameBytes, c.SendQueueBytes)
 	}
 	for name, d := range map[string]time.Duration{"ACK_TIMEOUT": c.AckTimeout, "VALIDATION_TTL": c.ValidationTTL,
-		"HEARTBEAT": c.Heartbeat, "WRITE_TIMEOUT": c.WriteTimeout, "DRAIN_TIMEOUT": c.DrainTimeout, "INBOX_TTL": c.InboxTTL} {
+		"HEARTBEAT": c.Heartbeat, "WRITE_TIMEOUT": c.WriteTimeout, "DRAIN_TIMEOUT": c.DrainTimeout, "INBOX_TTL": c.InboxTTL,
+		"HISTORY_TTL": c.HistoryTTL} {
 		if d <= 0 {
 			bad(name, "must be a positive duration, got %s", d)
 		}
 	}
 	if c.InboxMaxPerNode < 1 {
 		bad("INBOX_MAX_PER_NODE", "must be positive, got %d", c.InboxMaxPerNode)
+	}
+	if c.HistoryMaxPerSession < 1 {
+		bad("HISTORY_MAX_PER_SESSION", "must be positive, got %d", c.HistoryMaxPerSession)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)

@@ -2,6 +2,8 @@ package edge
 
 import (
 	"context"
+	"encoding/binary"
+	"net"
 	"sync"
 	"time"
 
@@ -52,6 +54,8 @@ type conn struct {
 	syncAgain bool                // guarded by mu: run another pass after this one
 	inboxNext uint64              // guarded by mu: next inbox sequence to read
 	inboxAcks map[string]uint64   // guarded by mu: msg_id -> inbox sequence, until acked
+
+	sessions map[string]string // guarded by mu: session id -> this node's member id there
 }
 
 type heldMsg struct {
@@ -188,11 +192,35 @@ func (c *conn) writeLoop() {
 		default:
 		}
 		if code != 0 {
-			_ = ws.WriteClose(uint16(code), []byte(reason))
+			c.closeHandshake(ws, code, reason)
 			return
 		}
 		ping.Reset(pingEvery)
 	}
+}
+
+// closeLinger bounds how long a closing connection waits for the peer's
+// close frame.
+const closeLinger = 2 * time.Second
+
+// closeHandshake sends a close frame and half-closes the socket, leaving
+// the reader to finish the RFC 6455 handshake: it ends when the client
+// answers with its close frame or after closeLinger. Closing the socket at
+// once (as gws's WriteClose does) makes the kernel answer with a reset
+// when unread client bytes (acks, say) are pending, and the client can
+// then lose the close frame, and with it the code.
+func (c *conn) closeHandshake(ws *gws.Conn, code int, reason string) {
+	payload := make([]byte, 2, 2+len(reason))
+	binary.BigEndian.PutUint16(payload, uint16(code))
+	payload = append(payload, reason...)
+	if err := ws.WriteMessage(gws.OpcodeCloseConnection, payload); err != nil {
+		_ = ws.NetConn().Close()
+		return
+	}
+	if tc, ok := ws.NetConn().(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = ws.SetReadDeadline(c.s.now().Add(closeLinger))
 }
 
 // deliver queues a message from another edge and remembers where to send
@@ -298,19 +326,26 @@ func (c *conn) stopped() {
 	}
 	c.pending, c.ackq = nil, nil
 	c.queue, c.held = nil, nil
+	sessions := c.sessions
+	for sid := range sessions {
+		c.s.hub.sess.leave(c, sid)
+	}
 	if c.ackTimer != nil {
 		c.ackTimer.Stop()
 	}
 	c.mu.Unlock()
-	close(c.done)
 	c.cancel()
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
-	c.s.hub.remove(c)
+	if c.s.hub.remove(c) {
+		c.s.announcePresence(c.id.NodeID, false, sessions)
+	}
 	for _, r := range unacked {
 		c.s.reply(r, bus.ReplyNotAcked)
 	}
+	// Last: Server.Close waits for done, then for the work started above.
+	close(c.done)
 }
 
 // handle processes one frame from the client, on the reader goroutine.
@@ -329,11 +364,18 @@ func (c *conn) handle(op gws.Opcode, data []byte) {
 		c.send(pongFrame)
 	case kindAck:
 		c.ack(f.ackIDs)
+		if f.sessionID != "" {
+			c.ackSession(f.sessionID, f.afterSeq)
+		}
 	case kindSync:
-		c.send(encodeError(f.id, allspark.Errorf(allspark.CodeNotFound, "sessions are not enabled on this edge")))
+		c.syncSession(f)
 	case kindMessage:
 		m := f.msg
-		m.SrcID, m.SrcClientID = c.id.NodeID, c.id.ClientID
+		if m.DestSessionID != "" {
+			c.sendToSession(f.id, m)
+			return
+		}
+		m.SrcID, m.SrcClientID, m.SrcNode = c.id.NodeID, c.id.ClientID, c.id.NodeID
 		c.s.router.Send(c.ctx, m, f.id, &c.order, func(s allspark.Sent) { c.send(mustJSON(s)) })
 	}
 }

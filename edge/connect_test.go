@@ -119,9 +119,14 @@ func TestShutdownWithdrawsEdge(t *testing.T) {
 	if err := b.srv.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if ci := getConnect(t, a.http.URL, "/v1/connect", c.authKey("x", "x")); ci.Edge.ID != "edge-a" {
-		t.Fatalf("drained edge still offered: %s", ci.Edge.ID)
-	}
+	// Withdrawn at once; other edges see it as soon as their watch delivers
+	// the deletion, well before a heartbeat would go stale.
+	testutil.Eventually(t, b.cfg.Heartbeat, func() error {
+		if ci := getConnect(t, a.http.URL, "/v1/connect", c.authKey("x", "x")); ci.Edge.ID != "edge-a" {
+			return fmt.Errorf("drained edge still offered: %s", ci.Edge.ID)
+		}
+		return nil
+	})
 }
 
 // The AllSparkRT form of pre-connection info is served too.

@@ -33,6 +33,8 @@ type inFrame struct {
 	MsgIDs        []string        `json:"msg_ids"`
 	SessionID     string          `json:"session_id"`
 	AfterSeq      uint64          `json:"after_seq"`
+	Seq           uint64          `json:"seq"`
+	MemberID      *string         `json:"member_id"`
 	Limit         int             `json:"limit"`
 }
 
@@ -42,8 +44,8 @@ type frame struct {
 	id        string            // the client's correlation id
 	msg       *allspark.Message // kindMessage: destination and payloads
 	ackIDs    []string          // kindAck
-	sessionID string            // kindSync
-	afterSeq  uint64
+	sessionID string            // kindSync; kindAck of a session cursor
+	afterSeq  uint64            // kindSync; kindAck: the acknowledged session seq
 	limit     int
 }
 
@@ -82,6 +84,12 @@ func decodeFrame(b []byte) (frame, *allspark.Error) {
 		if in.DestSessionID != nil {
 			m.DestSessionID = *in.DestSessionID
 		}
+		if in.MemberID != nil {
+			if *in.MemberID == "" {
+				return f, allspark.Errorf(allspark.CodeBadID, "member_id must not be empty")
+			}
+			m.MemberID = *in.MemberID
+		}
 		if n := countSet(in.DestID, in.DestClientID, in.DestSessionID); n > 1 {
 			return f, allspark.Errorf(allspark.CodeBadFrame, "only one of dest_id, dest_client_id, dest_session_id may be set")
 		}
@@ -99,8 +107,14 @@ func decodeFrame(b []byte) (frame, *allspark.Error) {
 		if in.MsgID != "" {
 			ids = append(ids, in.MsgID)
 		}
-		if len(ids) == 0 {
-			return f, allspark.Errorf(allspark.CodeBadFrame, "ack needs msg_id or msg_ids")
+		if in.SessionID != "" {
+			if !allspark.ValidID(in.SessionID) || in.Seq == 0 {
+				return f, allspark.Errorf(allspark.CodeBadFrame, "a session ack needs a valid session_id and seq")
+			}
+			f.sessionID, f.afterSeq = in.SessionID, in.Seq
+		}
+		if len(ids) == 0 && f.sessionID == "" {
+			return f, allspark.Errorf(allspark.CodeBadFrame, "ack needs msg_id, msg_ids or session_id and seq")
 		}
 		if len(ids) > maxAckBatch {
 			return f, allspark.Errorf(allspark.CodeBadFrame, fmt.Sprintf("at most %d msg_ids per ack", maxAckBatch))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -32,8 +33,10 @@ type hub struct {
 	seed  maphash.Seed
 	count atomic.Int64 // connections
 
-	shards [hubShards]hubShard
-	chans  [dispatchers]chan *nats.Msg
+	shards     [hubShards]hubShard
+	chans      [dispatchers]chan *nats.Msg
+	sess       sessionIndex
+	livePrefix string // subject prefix of session live subjects
 }
 
 type hubShard struct {
@@ -47,7 +50,8 @@ type hubNode struct {
 }
 
 func newHub(nc *nats.Conn, subj bus.Subjects, log *slog.Logger) *hub {
-	h := &hub{nc: nc, subj: subj, log: log, seed: maphash.MakeSeed()}
+	h := &hub{nc: nc, subj: subj, log: log, seed: maphash.MakeSeed(), livePrefix: subj.SessionLive("")}
+	h.sess.init(h)
 	for i := range h.shards {
 		h.shards[i].nodes = map[string]*hubNode{}
 	}
@@ -62,8 +66,9 @@ func (h *hub) hash(node string) uint64 { return maphash.String(h.seed, node) }
 func (h *hub) shard(node string) *hubShard { return &h.shards[h.hash(node)%hubShards] }
 
 // add registers c and, for a node's first connection here, subscribes to the
-// node's subject. The caller flushes NATS before relying on the interest.
-func (h *hub) add(c *conn) error {
+// node's subject and reports first. The caller flushes NATS before relying
+// on the interest.
+func (h *hub) add(c *conn) (first bool, err error) {
 	node := c.id.NodeID
 	sh := h.shard(node)
 	sh.mu.Lock()
@@ -72,20 +77,21 @@ func (h *hub) add(c *conn) error {
 	if n == nil {
 		sub, err := h.nc.ChanSubscribe(h.subj.Node(node), h.chans[h.hash(node)%dispatchers])
 		if err != nil {
-			return fmt.Errorf("subscribe node: %w", err)
+			return false, fmt.Errorf("subscribe node: %w", err)
 		}
 		_ = sub.SetPendingLimits(-1, -1) // the shared channel is the bound
 		n = &hubNode{sub: sub}
 		sh.nodes[node] = n
+		first = true
 	}
 	n.conns = append(n.conns, c)
 	h.count.Add(1)
-	return nil
+	return first, nil
 }
 
-// remove unregisters c; the node's last connection here unsubscribes.
-// It reports whether c was registered.
-func (h *hub) remove(c *conn) bool {
+// remove unregisters c; the node's last connection here unsubscribes, and
+// remove reports last.
+func (h *hub) remove(c *conn) (last bool) {
 	node := c.id.NodeID
 	sh := h.shard(node)
 	sh.mu.Lock()
@@ -101,11 +107,20 @@ func (h *hub) remove(c *conn) bool {
 			if len(n.conns) == 0 {
 				_ = n.sub.Unsubscribe()
 				delete(sh.nodes, node)
+				return true
 			}
-			return true
+			return false
 		}
 	}
 	return false
+}
+
+// holds reports whether node has a connection on this edge.
+func (h *hub) holds(node string) bool {
+	sh := h.shard(node)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.nodes[node] != nil
 }
 
 // lookup returns the connections of node on this edge.
@@ -149,6 +164,10 @@ func (h *hub) dispatch(i int, stop <-chan struct{}) {
 // takes it, the sender is told at once so it can store the message instead
 // of waiting for a timeout.
 func (h *hub) deliver(m *nats.Msg) {
+	if strings.HasPrefix(m.Subject, h.livePrefix) {
+		h.sess.deliverSession(m)
+		return
+	}
 	tok := m.Subject[len(m.Subject)-tokenLen(m.Subject):]
 	node, err := bus.ParseToken(tok)
 	if err != nil {
@@ -157,6 +176,12 @@ func (h *hub) deliver(m *nats.Msg) {
 	if m.Header.Get(bus.HeaderInbox) != "" {
 		for _, c := range h.lookup(node) {
 			c.syncInbox()
+		}
+		return
+	}
+	if m.Header.Get(bus.HeaderMembership) != "" {
+		if conns := h.lookup(node); len(conns) > 0 {
+			conns[0].s.reloadMemberships(node, conns, m.Reply)
 		}
 		return
 	}

@@ -38,11 +38,9 @@ func (c *conn) syncInbox() {
 	}
 	c.syncing = true
 	c.mu.Unlock()
-	c.s.syncs.Add(1)
-	go func() {
-		defer c.s.syncs.Done()
+	c.s.spawn(func() {
 		c.syncLoop()
-	}()
+	})
 }
 
 func (c *conn) syncLoop() {

@@ -51,14 +51,18 @@ type Server struct {
 	registry *bus.Registry
 	devices  *bus.Devices
 	inbox    *bus.Inbox
+	sessions *bus.Sessions
+	history  *bus.History
 	sendSub  *nats.Subscription
+	presSub  *nats.Subscription
 	deletes  chan uint64 // acked inbox sequences for the deleters
-	syncs    sync.WaitGroup
+	tasks    tasks       // short-lived work started by connections and handlers
 	stop     chan struct{}
 	bg       sync.WaitGroup
 
 	started       atomic.Bool
 	draining      atomic.Bool
+	announceMu    sync.Mutex // serializes announcements with the withdrawal, so no heartbeat re-adds a drained edge
 	stopOnce      sync.Once
 	slowConsumers atomic.Int64
 }
@@ -116,10 +120,22 @@ func (s *Server) Start(ctx context.Context) error {
 	}, s.log); err != nil {
 		return err
 	}
+	if s.sessions, err = bus.OpenSessions(ctx, s.js, s.subj, s.cfg.StreamReplicas, s.now); err != nil {
+		return err
+	}
+	if s.history, err = bus.OpenHistory(ctx, s.nc, s.subj, bus.HistoryConfig{
+		Replicas: s.cfg.StreamReplicas, MaxAge: s.cfg.HistoryTTL, MaxPerSession: s.cfg.HistoryMaxPerSession,
+	}); err != nil {
+		return err
+	}
 	if s.req, err = bus.NewRequester(s.nc, bus.DeliveryTimeout(s.cfg.AckTimeout), s.now); err != nil {
 		return err
 	}
-	s.router = bus.NewRouter(s.nc, s.req, s.subj, s.devices, s.inbox, s.now, s.log)
+	s.router = bus.NewRouter(bus.RouterDeps{NATS: s.nc, Requester: s.req, Subjects: s.subj, Devices: s.devices,
+		Store: s.inbox, Sessions: s.sessions, History: s.history, Now: s.now, Log: s.log})
+	if s.presSub, err = bus.ServePresence(s.nc, s.subj, s.cfg.ID, s.hub.holds); err != nil {
+		return err
+	}
 	if s.sendSub, err = s.router.ServeSend(s.cfg.MaxFrameBytes); err != nil {
 		return err
 	}
@@ -160,6 +176,11 @@ func (s *Server) info() bus.EdgeInfo {
 }
 
 func (s *Server) announce(ctx context.Context) error {
+	s.announceMu.Lock()
+	defer s.announceMu.Unlock()
+	if s.draining.Load() {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Heartbeat)
 	defer cancel()
 	return s.registry.Announce(ctx, s.info())
@@ -201,12 +222,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.Close()
 		return nil
 	}
+	s.announceMu.Lock()
 	s.draining.Store(true)
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	if err := s.registry.Remove(rctx, s.cfg.ID); err != nil {
 		s.log.Warn("withdraw from registry", "err", err)
 	}
 	cancel()
+	s.announceMu.Unlock()
 	after := mustJSON(reconnectFrame{Type: "reconnect", AfterMS: 0})
 	for _, c := range s.hub.all() {
 		c.send(after)
@@ -231,18 +254,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() {
 	s.stopOnce.Do(func() {
 		s.draining.Store(true)
-		for _, c := range s.hub.all() {
+		conns := s.hub.all()
+		for _, c := range conns {
 			c.cut()
 		}
-		for _, c := range s.hub.all() {
+		for _, c := range conns {
 			<-c.done
 		}
-		s.syncs.Wait()
 		if s.sendSub != nil {
 			_ = s.sendSub.Unsubscribe()
 		}
+		if s.presSub != nil {
+			_ = s.presSub.Unsubscribe()
+		}
 		close(s.stop)
 		s.bg.Wait()
+		s.tasks.close() // after the dispatchers, which start some of this work, have stopped
 		if s.req != nil {
 			s.req.Close()
 		}
@@ -250,4 +277,34 @@ func (s *Server) Close() {
 			s.router.Close()
 		}
 	})
+}
+
+// tasks runs short-lived goroutines (inbox passes, presence, history
+// syncs) and lets Close wait for them. Unlike a bare WaitGroup, it refuses
+// new work once closing has begun, so no Add can race the final Wait.
+type tasks struct {
+	mu     sync.Mutex
+	closed bool // guarded by mu
+	wg     sync.WaitGroup
+}
+
+// spawn runs f on a new goroutine, unless the server is closing.
+func (s *Server) spawn(f func()) {
+	s.tasks.mu.Lock()
+	defer s.tasks.mu.Unlock()
+	if s.tasks.closed {
+		return
+	}
+	s.tasks.wg.Add(1)
+	go func() {
+		defer s.tasks.wg.Done()
+		f()
+	}()
+}
+
+func (t *tasks) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.wg.Wait()
 }

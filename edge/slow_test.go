@@ -15,7 +15,10 @@ import (
 // and the sender and other receivers carry on unaffected.
 func TestSlowConsumerClosedWith4009(t *testing.T) {
 	c := newCluster(t)
-	a := c.edge("edge-a", func(cfg *edge.Config) { cfg.SendQueueBytes = 256 << 10 })
+	a := c.edge("edge-a", func(cfg *edge.Config) {
+		cfg.SendQueueBytes = 256 << 10
+		cfg.WriteTimeout = time.Minute // this test is about the queue cap, not the write deadline
+	})
 	alice := c.dial(a, "alice", "alice")
 	carol := c.dial(a, "carol", "carol")
 	slow, gate := wstest.DialGated(t, a.wsURL("auth_key="+url.QueryEscape(c.authKey("slow", "slow"))))
@@ -35,11 +38,13 @@ func TestSlowConsumerClosedWith4009(t *testing.T) {
 			carol.Until(t, wait, wstest.Frame.IsMessage)
 		}
 	}
-	waitConns(t, a, 2)
+	// The slow client's socket is full, so it can only see the close frame
+	// once it reads again: it drains what was sent, then gets 4009.
 	gate.Resume()
-	if code := slow.WaitClose(t, wait); code != 4009 {
+	if code := slow.WaitClose(t, 30*time.Second); code != 4009 { // it drains megabytes first
 		t.Fatalf("close code %d, want 4009", code)
 	}
+	waitConns(t, a, 2)
 	alice.Send(t, map[string]any{"dest_id": "carol", "payload": "after"})
 	testutil.Eventually(t, wait, func() error {
 		f := carol.Until(t, wait, wstest.Frame.IsMessage)

@@ -29,12 +29,20 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if err := s.devices.Add(r.Context(), id.ClientID, id.NodeID); err != nil {
 		s.log.Warn("record client device", "client", id.ClientID, "node", id.NodeID, "err", err)
 	}
+	memberships, err := s.sessions.NodeSessions(r.Context(), id.NodeID)
+	if err != nil {
+		s.log.Error("load memberships", "node", id.NodeID, "err", err)
+		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "cannot load session memberships")
+		return
+	}
 	c := newConn(s, id)
-	if err := s.hub.add(c); err != nil {
+	first, err := s.hub.add(c)
+	if err != nil {
 		s.log.Error("register connection", "node", id.NodeID, "err", err)
 		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "cannot register connection")
 		return
 	}
+	c.setSessions(memberships)
 	if err := s.nc.FlushTimeout(5 * time.Second); err != nil {
 		s.log.Warn("flush node subscription", "node", id.NodeID, "err", err)
 	}
@@ -52,6 +60,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	go c.writeLoop()
 	go socket.ReadLoop()
 	c.syncInbox()
+	if first {
+		s.announcePresence(id.NodeID, true, memberships)
+	}
 	if s.draining.Load() { // Shutdown began while we were registering
 		c.close(allspark.CloseGoingAway, "edge shutting down")
 	}

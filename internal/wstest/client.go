@@ -30,6 +30,7 @@ type Frame struct {
 	DestID        string          `json:"dest_id"`
 	DestClientID  string          `json:"dest_client_id"`
 	DestSessionID string          `json:"dest_session_id"`
+	MemberID      string          `json:"member_id"`
 	Payload       json.RawMessage `json:"payload"`
 	Payload1      json.RawMessage `json:"payload1"`
 	Payload2      json.RawMessage `json:"payload2"`

@@ -64,8 +64,9 @@ func (d gatedDialer) Dial(network, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A small receive buffer makes the edge's socket fill up sooner.
-	_ = c.(*net.TCPConn).SetReadBuffer(4096)
+	// The receive buffer keeps its default size: shrunk below the loopback
+	// MSS, Linux stops advertising window updates and the sender falls back
+	// to zero-window probes with exponential backoff, stalling for seconds.
 	return gatedConn{Conn: c, g: d.g}, nil
 }
 

@@ -1,0 +1,50 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// errNoChange tells casUpdate that the value needs no write.
+var errNoChange = errors.New("no change")
+
+// casUpdate reads key, lets change compute the new value from the current
+// one (nil when absent) and writes it only if nobody wrote in between,
+// retrying on conflict. change returning errNoChange skips the write.
+func casUpdate(ctx context.Context, kv jetstream.KeyValue, key string, change func(cur []byte) ([]byte, error)) error {
+	for range 16 {
+		var cur []byte
+		var rev uint64
+		e, err := kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		case err != nil:
+			return fmt.Errorf("read %s: %w", key, err)
+		default:
+			cur, rev = e.Value(), e.Revision()
+		}
+		next, err := change(cur)
+		if errors.Is(err, errNoChange) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if rev == 0 {
+			_, err = kv.Create(ctx, key, next)
+		} else {
+			_, err = kv.Update(ctx, key, next, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("write %s: %w", key, err)
+		}
+		// Someone else wrote first: read again.
+	}
+	return fmt.Errorf("write %s: too many concurrent updates", key)
+}
