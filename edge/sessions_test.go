@@ -35,6 +35,11 @@ func (c *cluster) call(e *testEdge, method, path, node, client string, body any)
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
+// mustCallB is mustCall for benchmarks, as node with client id node.
+func (c *cluster) mustCallB(_ *testing.B, e *testEdge, method, path, node string, body any, wantStatus int) map[string]any {
+	return c.mustCall(e, method, path, node, node, body, wantStatus)
+}
+
 func (c *cluster) mustCall(e *testEdge, method, path, node, client string, body any, wantStatus int) map[string]any {
 	c.t.Helper()
 	status, raw := c.call(e, method, path, node, client, body)
