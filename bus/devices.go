@@ -52,11 +52,11 @@ func OpenDevices(ctx context.Context, js jetstream.JetStream, bucket string, rep
 
 // Add records that nodeID belongs to clientID.
 func (d *Devices) Add(ctx context.Context, clientID, nodeID string) error {
-	err := casUpdate(ctx, d.kv, Token(clientID), func(cur []byte) ([]byte, error) {
+	err := UpdateKV(ctx, d.kv, Token(clientID), func(cur []byte) ([]byte, error) {
 		list := decodeDevices(cur)
 		now := d.now()
 		if seen, ok := list.Nodes[nodeID]; ok && now.Sub(time.Unix(seen, 0)) < refreshAfter {
-			return nil, errNoChange
+			return nil, ErrNoChange
 		}
 		list.Nodes[nodeID] = now.Unix()
 		d.prune(&list, now)

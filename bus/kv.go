@@ -8,13 +8,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// errNoChange tells casUpdate that the value needs no write.
-var errNoChange = errors.New("no change")
+// ErrNoChange tells UpdateKV that the value needs no write.
+var ErrNoChange = errors.New("no change")
 
-// casUpdate reads key, lets change compute the new value from the current
+// UpdateKV reads key, lets change compute the new value from the current
 // one (nil when absent) and writes it only if nobody wrote in between,
-// retrying on conflict. change returning errNoChange skips the write.
-func casUpdate(ctx context.Context, kv jetstream.KeyValue, key string, change func(cur []byte) ([]byte, error)) error {
+// retrying on conflict. change returning ErrNoChange skips the write.
+func UpdateKV(ctx context.Context, kv jetstream.KeyValue, key string, change func(cur []byte) ([]byte, error)) error {
 	for range 16 {
 		var cur []byte
 		var rev uint64
@@ -27,7 +27,7 @@ func casUpdate(ctx context.Context, kv jetstream.KeyValue, key string, change fu
 			cur, rev = e.Value(), e.Revision()
 		}
 		next, err := change(cur)
-		if errors.Is(err, errNoChange) {
+		if errors.Is(err, ErrNoChange) {
 			return nil
 		}
 		if err != nil {

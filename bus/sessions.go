@@ -136,7 +136,7 @@ func (s *Sessions) Create(ctx context.Context, id, creator string, allowAnonymou
 // returns the existing membership unchanged.
 func (s *Sessions) Join(ctx context.Context, id, node string, anonymous bool) (string, error) {
 	var memberID string
-	err := casUpdate(ctx, s.sessions, Token(id), func(cur []byte) ([]byte, error) {
+	err := UpdateKV(ctx, s.sessions, Token(id), func(cur []byte) ([]byte, error) {
 		if cur == nil {
 			return nil, ErrSessionNotFound
 		}
@@ -146,7 +146,7 @@ func (s *Sessions) Join(ctx context.Context, id, node string, anonymous bool) (s
 		}
 		if m, ok := sess.Members[node]; ok {
 			memberID = m.MemberID
-			return nil, errNoChange
+			return nil, ErrNoChange
 		}
 		if anonymous && !sess.AllowAnonymous {
 			return nil, ErrAnonymousNotAllowed
@@ -174,7 +174,7 @@ func (s *Sessions) Join(ctx context.Context, id, node string, anonymous bool) (s
 // Unjoin removes node from the session. Unjoining a session one is not in
 // is not an error.
 func (s *Sessions) Unjoin(ctx context.Context, id, node string) error {
-	err := casUpdate(ctx, s.sessions, Token(id), func(cur []byte) ([]byte, error) {
+	err := UpdateKV(ctx, s.sessions, Token(id), func(cur []byte) ([]byte, error) {
 		if cur == nil {
 			return nil, ErrSessionNotFound
 		}
@@ -183,7 +183,7 @@ func (s *Sessions) Unjoin(ctx context.Context, id, node string) error {
 			return nil, fmt.Errorf("decode session: %w", err)
 		}
 		if _, ok := sess.Members[node]; !ok {
-			return nil, errNoChange
+			return nil, ErrNoChange
 		}
 		delete(sess.Members, node)
 		return json.Marshal(sess)
@@ -191,10 +191,10 @@ func (s *Sessions) Unjoin(ctx context.Context, id, node string) error {
 	if err != nil {
 		return err
 	}
-	return casUpdate(ctx, s.memberships, Token(node), func(cur []byte) ([]byte, error) {
+	return UpdateKV(ctx, s.memberships, Token(node), func(cur []byte) ([]byte, error) {
 		m := decodeMemberships(cur)
 		if _, ok := m[id]; !ok {
-			return nil, errNoChange
+			return nil, ErrNoChange
 		}
 		delete(m, id)
 		return json.Marshal(m)
@@ -214,10 +214,10 @@ func (s *Sessions) NodeSessions(ctx context.Context, node string) (map[string]st
 }
 
 func (s *Sessions) addMembership(ctx context.Context, node, id, memberID string) error {
-	return casUpdate(ctx, s.memberships, Token(node), func(cur []byte) ([]byte, error) {
+	return UpdateKV(ctx, s.memberships, Token(node), func(cur []byte) ([]byte, error) {
 		m := decodeMemberships(cur)
 		if m[id] == memberID {
-			return nil, errNoChange
+			return nil, ErrNoChange
 		}
 		if len(m) >= MaxNodeSessions {
 			return nil, ErrTooManySessions

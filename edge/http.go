@@ -30,6 +30,7 @@ func (s *Server) routes() {
 	})
 	m.HandleFunc("GET /readyz", s.handleReady)
 	s.sessionRoutes(m)
+	s.pushRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, allspark.CodeNotFound, "no such endpoint")
 	})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/allspark-rt/allspark/auth"
 	"github.com/allspark-rt/allspark/bus"
+	"github.com/allspark-rt/allspark/push"
 	"github.com/lxzan/gws"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,19 +47,20 @@ type Server struct {
 	ws   *gws.Upgrader
 
 	// Set by Start.
-	req      *bus.Requester
-	router   *bus.Router
-	registry *bus.Registry
-	devices  *bus.Devices
-	inbox    *bus.Inbox
-	sessions *bus.Sessions
-	history  *bus.History
-	sendSub  *nats.Subscription
-	presSub  *nats.Subscription
-	deletes  chan uint64 // acked inbox sequences for the deleters
-	tasks    tasks       // short-lived work started by connections and handlers
-	stop     chan struct{}
-	bg       sync.WaitGroup
+	req        *bus.Requester
+	router     *bus.Router
+	registry   *bus.Registry
+	devices    *bus.Devices
+	inbox      *bus.Inbox
+	sessions   *bus.Sessions
+	history    *bus.History
+	pushTokens *push.Tokens
+	sendSub    *nats.Subscription
+	presSub    *nats.Subscription
+	deletes    chan uint64 // acked inbox sequences for the deleters
+	tasks      tasks       // short-lived work started by connections and handlers
+	stop       chan struct{}
+	bg         sync.WaitGroup
 
 	started       atomic.Bool
 	draining      atomic.Bool
@@ -126,6 +128,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.history, err = bus.OpenHistory(ctx, s.nc, s.subj, bus.HistoryConfig{
 		Replicas: s.cfg.StreamReplicas, MaxAge: s.cfg.HistoryTTL, MaxPerSession: s.cfg.HistoryMaxPerSession,
 	}); err != nil {
+		return err
+	}
+	if s.pushTokens, err = push.OpenTokens(ctx, s.js, s.subj, s.cfg.StreamReplicas, s.now); err != nil {
 		return err
 	}
 	if s.req, err = bus.NewRequester(s.nc, bus.DeliveryTimeout(s.cfg.AckTimeout), s.now); err != nil {

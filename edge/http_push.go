@@ -1,0 +1,67 @@
+package edge
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+
+	"github.com/allspark-rt/allspark"
+	"github.com/allspark-rt/allspark/push"
+)
+
+func (s *Server) pushRoutes(m *http.ServeMux) {
+	m.HandleFunc("POST /v1/push-tokens", s.handleAddPushToken)
+	m.HandleFunc("DELETE /v1/push-tokens/{token}", s.handleRemovePushToken)
+}
+
+type pushTokenRequest struct {
+	Platform push.Platform `json:"platform"`
+	Token    string        `json:"token"`
+}
+
+// handleAddPushToken registers a device token for the calling node.
+func (s *Server) handleAddPushToken(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, push.MaxTokenLen+256))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, allspark.CodeTooLarge, "body too large")
+		return
+	}
+	var req pushTokenRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, "body must be {\"platform\":\"apns\"|\"fcm\",\"token\":\"…\"}")
+		return
+	}
+	if err := push.Validate(req.Platform, req.Token); err != nil {
+		writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, err.Error())
+		return
+	}
+	if err := s.pushTokens.Add(r.Context(), id.NodeID, req.Platform, req.Token); err != nil {
+		s.log.Error("add push token", "node", id.NodeID, "err", err)
+		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "cannot store the token")
+		return
+	}
+	writeJSON(w, http.StatusOK, req)
+}
+
+// handleRemovePushToken forgets a device token of the calling node.
+func (s *Server) handleRemovePushToken(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	tok := r.PathValue("token")
+	if err := push.Validate(push.APNs, tok); err != nil { // the platform is irrelevant to a removal
+		writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, err.Error())
+		return
+	}
+	if err := s.pushTokens.Remove(r.Context(), id.NodeID, tok); err != nil {
+		s.log.Error("remove push token", "node", id.NodeID, "err", err)
+		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "cannot remove the token")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{})
+}
