@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -56,4 +57,25 @@ func failureReason(err error) string {
 	default:
 		return "rejected"
 	}
+}
+
+// NewProviders builds the providers cfg configures. httpClient, when not
+// nil, replaces the default HTTP clients (tests).
+func NewProviders(ctx context.Context, cfg Config, httpClient *http.Client) (map[Platform]Provider, error) {
+	ps := map[Platform]Provider{}
+	if cfg.APNs.Enabled() {
+		p, err := NewAPNs(cfg.APNs, httpClient)
+		if err != nil {
+			return nil, err
+		}
+		ps[APNs] = p
+	}
+	if cfg.FCM.Enabled() {
+		p, err := NewFCM(ctx, cfg.FCM, httpClient)
+		if err != nil {
+			return nil, err
+		}
+		ps[FCM] = p
+	}
+	return ps, nil
 }

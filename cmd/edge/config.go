@@ -9,18 +9,19 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 
 	"github.com/allspark-rt/allspark/auth"
 	"github.com/allspark-rt/allspark/edge"
-	"github.com/caarlos0/env/v11"
+	"github.com/allspark-rt/allspark/internal/envconfig"
+	"github.com/allspark-rt/allspark/push"
 )
 
-const envPrefix = "ALLSPARK_"
+const envPrefix = envconfig.Prefix
 
 type config struct {
 	edge.Config
+	Push push.Config
 
 	Listen             string `env:"LISTEN" envDefault:":8080"`
 	NATSURL            string `env:"NATS_URL"`
@@ -36,19 +37,8 @@ func (c config) embedded() bool { return c.NATSURL == "" }
 // loadConfig reads ALLSPARK_* through getenv. Errors name the variable.
 func loadConfig(getenv func(string) string) (config, error) {
 	var cfg config
-	opts := env.Options{Prefix: envPrefix}
-	params, err := env.GetFieldParamsWithOptions(&cfg, opts)
-	if err != nil {
-		return cfg, fmt.Errorf("read config fields: %w", err)
-	}
-	opts.Environment = map[string]string{}
-	for _, p := range params {
-		if v := getenv(p.Key); v != "" {
-			opts.Environment[p.Key] = v
-		}
-	}
-	if err := env.ParseWithOptions(&cfg, opts); err != nil {
-		return cfg, nameVariables(err)
+	if err := envconfig.Load(&cfg, getenv); err != nil {
+		return cfg, err
 	}
 	if cfg.ID == "" {
 		cfg.ID = defaultEdgeID()
@@ -69,41 +59,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return cfg, err
 	}
 	return cfg, nil
-}
-
-// nameVariables rewrites env's errors, which name Go fields, to name the
-// environment variables an operator actually sets.
-func nameVariables(err error) error {
-	var agg env.AggregateError
-	if !errors.As(err, &agg) {
-		return err
-	}
-	var out []error
-	for _, e := range agg.Errors {
-		var pe env.ParseError
-		if errors.As(e, &pe) {
-			out = append(out, fmt.Errorf("%s%s: cannot parse as %s: %w", envPrefix, envKey(reflect.TypeFor[config](), pe.Name), pe.Type, errors.Unwrap(pe)))
-			continue
-		}
-		out = append(out, e)
-	}
-	return errors.Join(out...)
-}
-
-func envKey(t reflect.Type, field string) string {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if f.Anonymous {
-			if k := envKey(f.Type, field); k != field {
-				return k
-			}
-			continue
-		}
-		if f.Name == field {
-			return f.Tag.Get("env")
-		}
-	}
-	return field
 }
 
 func defaultEdgeID() string {

@@ -14,8 +14,10 @@ import (
 	"github.com/allspark-rt/allspark/auth"
 	"github.com/allspark-rt/allspark/bus"
 	"github.com/allspark-rt/allspark/edge"
+	"github.com/allspark-rt/allspark/push"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
@@ -82,6 +84,12 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		srv.Close()
 		return fmt.Errorf("start edge: %w", err)
 	}
+	stopPush, err := startPush(ctx, cfg, nc, log)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	defer stopPush()
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -108,4 +116,36 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// startPush runs the push worker in-process when credentials are
+// configured; otherwise it says once that push is off.
+func startPush(ctx context.Context, cfg config, nc *nats.Conn, log *slog.Logger) (stop func(), err error) {
+	if !cfg.Push.Enabled() {
+		log.Info("push notifications disabled: no ALLSPARK_APNS_KEY_FILE or ALLSPARK_FCM_CREDENTIALS_FILE")
+		return func() {}, nil
+	}
+	providers, err := push.NewProviders(ctx, cfg.Push, nil)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	subj, _ := bus.NewSubjects(cfg.SubjectPrefix)
+	tokens, err := push.OpenTokens(ctx, js, subj, cfg.StreamReplicas, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	w, err := push.NewWorker(ctx, cfg.Push, push.Deps{JS: js, Subjects: subj, Tokens: tokens, Providers: providers,
+		Logger: log.With("component", "push"), Replicas: cfg.StreamReplicas})
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(wctx) }()
+	log.Info("push worker running in-process", "apns", cfg.Push.APNs.Enabled(), "fcm", cfg.Push.FCM.Enabled())
+	return func() { cancel(); <-done }, nil
 }
