@@ -56,6 +56,7 @@ type Router struct {
 	history  *History
 	now      func() time.Time
 	log      *slog.Logger
+	hooks    RouterDeps // only the On* fields are used
 	// Unreached nodes' copies go through one ordered pipeline: storeLoop
 	// appends in the order outcomes arrive (so a sender's stored messages keep
 	// their order), and ackLoop waits for durability and answers the sender.
@@ -87,12 +88,15 @@ type RouterDeps struct {
 	History   *History
 	Now       func() time.Time
 	Log       *slog.Logger
+	// Hooks, for metrics; each may be nil and must not block.
+	OnOutcome func(allspark.Sent) // every answer to a send
+	OnStored  func(copies int)    // inbox copies made durable
 }
 
 // NewRouter builds a router and starts its store pipeline; Close stops it.
 func NewRouter(d RouterDeps) *Router {
 	r := &Router{nc: d.NATS, req: d.Requester, subj: d.Subjects, devices: d.Devices, store: d.Store,
-		sessions: d.Sessions, history: d.History, now: d.Now, log: d.Log,
+		sessions: d.Sessions, history: d.History, now: d.Now, log: d.Log, hooks: d,
 		storeOpen: true, storeq: make(chan *fanout, storeQueue), ackq: make(chan pendingStore, storeQueue)}
 	r.loops.Add(2)
 	go r.storeLoop()
@@ -123,6 +127,10 @@ func (r *Router) Send(ctx context.Context, m *allspark.Message, corrID string, s
 		m.MsgID = r.NewMsgID()
 	}
 	m.TS = r.now().UnixMilli()
+	if hook := r.hooks.OnOutcome; hook != nil {
+		answer := done
+		done = func(s allspark.Sent) { hook(s); answer(s) }
+	}
 	reject := func(code allspark.Code, msg string) {
 		done(allspark.NewSent(corrID, m.MsgID, allspark.StatusRejected, allspark.Errorf(code, msg)))
 	}
@@ -373,6 +381,9 @@ func (r *Router) stored(ps pendingStore) allspark.Sent {
 			code, text = allspark.CodeInboxFull, "the recipient's inbox is full"
 		}
 		return allspark.NewSent(f.corrID, f.m.MsgID, allspark.StatusRejected, allspark.Errorf(code, text))
+	}
+	if r.hooks.OnStored != nil {
+		r.hooks.OnStored(len(ps.waits))
 	}
 	return allspark.NewSent(f.corrID, f.m.MsgID, allspark.StatusStored, nil)
 }

@@ -121,6 +121,7 @@ func (c *conn) send(b []byte) bool {
 		c.closeCode, c.closeReason = allspark.CloseSlowConsumer, "slow consumer"
 		c.mu.Unlock()
 		c.s.slowConsumers.Add(1)
+		c.s.m.slow.Inc()
 		c.s.log.Warn("slow consumer disconnected", "node", c.id.NodeID)
 		c.signal()
 		return false
@@ -245,6 +246,11 @@ func (c *conn) deliver(frame []byte, msgID, reply string) bool {
 		return true
 	}
 	c.mu.Unlock()
+	kind := "session"
+	if msgID != "" {
+		kind = "direct"
+	}
+	c.s.m.out.WithLabelValues(kind).Inc()
 	return c.send(frame)
 }
 
@@ -253,10 +259,12 @@ func (c *conn) ack(ids []string) {
 	var replies []string
 	var seqs []uint64
 	c.mu.Lock()
+	now := c.s.now()
 	for _, id := range ids {
 		if p := c.pending[id]; p != nil {
 			delete(c.pending, id)
 			replies = append(replies, p.reply)
+			c.s.m.ackLatency.Observe(now.Sub(p.at.Add(-c.s.cfg.AckTimeout)).Seconds())
 		}
 		if seq, ok := c.inboxAcks[id]; ok {
 			delete(c.inboxAcks, id)
@@ -351,14 +359,17 @@ func (c *conn) stopped() {
 // handle processes one frame from the client, on the reader goroutine.
 func (c *conn) handle(op gws.Opcode, data []byte) {
 	if op != gws.OpcodeText {
+		c.s.m.in.WithLabelValues("bad").Inc()
 		c.send(encodeError("", allspark.Errorf(allspark.CodeBadFrame, "only text frames are accepted")))
 		return
 	}
 	f, perr := decodeFrame(data)
 	if perr != nil {
+		c.s.m.in.WithLabelValues("bad").Inc()
 		c.send(encodeError(f.id, perr))
 		return
 	}
+	c.s.m.in.WithLabelValues(f.kind.String()).Inc()
 	switch f.kind {
 	case kindPing:
 		c.send(pongFrame)

@@ -18,6 +18,20 @@ const (
 	kindSync
 )
 
+func (k frameKind) String() string {
+	switch k {
+	case kindMessage:
+		return "message"
+	case kindPing:
+		return "ping"
+	case kindAck:
+		return "ack"
+	case kindSync:
+		return "sync"
+	}
+	return "bad"
+}
+
 // inFrame is every field a client frame may carry. Destinations are pointers
 // so an empty string (a bad id) differs from an absent field.
 type inFrame struct {

@@ -73,6 +73,11 @@ func (c *conn) finishReplay(pending int) {
 	for _, h := range c.held {
 		if _, dup := c.replayed[h.msgID]; !dup || h.msgID == "" {
 			c.queueLocked(h.frame)
+			kind := "session"
+			if h.msgID != "" {
+				kind = "direct"
+			}
+			c.s.m.out.WithLabelValues(kind).Inc()
 		}
 	}
 	c.held, c.replayed = nil, nil
@@ -116,6 +121,7 @@ func (c *conn) inboxPass() (int, error) {
 		if !c.sendPaced(m.Frame) {
 			return n, errConnClosed
 		}
+		c.s.m.replayed.Inc()
 		n++
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/lxzan/gws"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // deleters is how many goroutines remove acked messages from inboxes.
@@ -30,6 +31,9 @@ type Deps struct {
 	Keys   *auth.Keys
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
+	// Metrics is where the edge registers its series (served on /metrics);
+	// nil: a private registry from NewRegistry.
+	Metrics *prometheus.Registry
 }
 
 // Server is one edge. Build it with New, call Start, serve Handler on any
@@ -62,6 +66,7 @@ type Server struct {
 	stop       chan struct{}
 	bg         sync.WaitGroup
 
+	m             *metrics
 	started       atomic.Bool
 	draining      atomic.Bool
 	announceMu    sync.Mutex // serializes announcements with the withdrawal, so no heartbeat re-adds a drained edge
@@ -95,6 +100,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.log = s.log.With("edge", cfg.ID)
 	s.hub = newHub(deps.NATS, subj, s.log)
+	if deps.Metrics == nil {
+		deps.Metrics = NewRegistry()
+	}
+	s.m = newMetrics(deps.Metrics, deps.NATS, s.hub)
 	s.ws = gws.NewUpgrader(wsEvents{}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,
 		CheckUtf8Enabled:   true,
@@ -137,7 +146,8 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.router = bus.NewRouter(bus.RouterDeps{NATS: s.nc, Requester: s.req, Subjects: s.subj, Devices: s.devices,
-		Store: s.inbox, Sessions: s.sessions, History: s.history, Now: s.now, Log: s.log})
+		Store: s.inbox, Sessions: s.sessions, History: s.history, Now: s.now, Log: s.log,
+		OnOutcome: s.m.outcome, OnStored: func(n int) { s.m.stored.Add(float64(n)) }})
 	if s.presSub, err = bus.ServePresence(s.nc, s.subj, s.cfg.ID, s.hub.holds); err != nil {
 		return err
 	}

@@ -1,0 +1,88 @@
+package edge_test
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/allspark-rt/allspark/internal/testutil"
+	"github.com/allspark-rt/allspark/internal/wstest"
+)
+
+// scrape reads /metrics into series -> value.
+func scrape(t *testing.T, e *testEdge) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(e.http.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+// Acceptance 4 (issue 7): the counters move with traffic.
+func TestMetricsMove(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.edge("edge-a"), c.edge("edge-b")
+	before := scrape(t, a)
+	alice := c.dial(a, "alice", "alice")
+	bob := c.dial(b, "bob", "bob")
+	alice.Send(t, map[string]any{"dest_id": "bob", "payload": 1})
+	if s := alice.Until(t, wait, isSent); s.Status != "delivered" {
+		t.Fatalf("got %s", s.Raw)
+	}
+	bob.Close()
+	waitConns(t, b, 0)
+	alice.Send(t, map[string]any{"dest_id": "bob", "payload": 2})
+	if s := alice.Until(t, wait, isSent); s.Status != "stored" {
+		t.Fatalf("got %s", s.Raw)
+	}
+	alice.SendRaw(t, "garbage")
+	alice.Until(t, wait, func(f wstest.Frame) bool { return f.Type == "error" })
+	c.dial(a, "bob", "bob") // replays the stored message from edge A
+
+	want := map[string]float64{
+		`allspark_connections`:                     2,
+		`allspark_frames_in_total{kind="message"}`: 2,
+		`allspark_frames_in_total{kind="bad"}`:     1,
+		`allspark_frames_in_total{kind="ack"}`:     1, // bob acks his replayed message
+		`allspark_sent_total{status="delivered"}`:  1,
+		`allspark_sent_total{status="stored"}`:     1,
+		`allspark_inbox_stored_total`:              1,
+		`allspark_inbox_replayed_total`:            1,
+		`allspark_slow_consumer_disconnects_total`: 0,
+		`allspark_nats_reconnects_total`:           0,
+	}
+	testutil.Eventually(t, wait, func() error {
+		after := scrape(t, a)
+		for k, v := range want {
+			if got := after[k] - before[k]; got != v && !(k == "allspark_connections" && after[k] == v) {
+				return fmt.Errorf("%s moved by %v, want %v", k, got, v)
+			}
+		}
+		return nil
+	})
+	if n := scrape(t, b)[`allspark_ack_latency_seconds_count`]; n != 1 {
+		t.Fatalf("edge B observed %v ack latencies, want 1", n)
+	}
+	if scrape(t, a)["go_goroutines"] == 0 {
+		t.Fatal("runtime metrics missing")
+	}
+}
