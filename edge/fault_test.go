@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -33,6 +34,14 @@ type recipient struct {
 	node string
 	mu   sync.Mutex
 	got  map[string]int // msg_id -> copies received; guarded by mu
+	// closes records each connection's end: whether a reconnect frame came
+	// last before it, and the close code; guarded by mu.
+	closes []closeRecord
+}
+
+type closeRecord struct {
+	reconnectFirst bool
+	code           int
 }
 
 // faultScale returns n, or n/10 when ALLSPARK_FAULT_SCALE=small (for quick local runs).
@@ -54,31 +63,35 @@ func (l *faultLoad) connectRecipients(n int, at, reconnect func(i int) *testEdge
 		go func() {
 			defer wg.Done()
 			cl := first
+			reconnectSeen := false
+			take := func(f wstest.Frame) {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				if f.IsMessage() {
+					r.got[f.MsgID]++
+				}
+				reconnectSeen = f.Type == "reconnect" || (reconnectSeen && !f.IsMessage())
+			}
 			for {
 				select {
 				case <-stop:
 					cl.Close()
 					return
 				case f := <-cl.Frames():
-					if f.IsMessage() {
-						r.mu.Lock()
-						r.got[f.MsgID]++
-						r.mu.Unlock()
-					}
+					take(f)
 				case <-cl.Closed():
-					for {
+					for drained := false; !drained; {
 						select {
-						case f := <-cl.Frames(): // drain what arrived before the close
-							if f.IsMessage() {
-								r.mu.Lock()
-								r.got[f.MsgID]++
-								r.mu.Unlock()
-							}
-							continue
+						case f := <-cl.Frames(): // what arrived before the close
+							take(f)
 						default:
+							drained = true
 						}
-						break
 					}
+					r.mu.Lock()
+					r.closes = append(r.closes, closeRecord{reconnectFirst: reconnectSeen, code: cl.CloseCode()})
+					r.mu.Unlock()
+					reconnectSeen = false
 					for {
 						select {
 						case <-stop:
@@ -262,4 +275,42 @@ func TestNoLossWhenNATSServerKilled(t *testing.T) {
 		t.FailNow()
 	}
 	l.verify()
+}
+
+// Acceptance 3 (issue 7): under traffic, edge B drains: each of its clients
+// gets reconnect then 1001, reconnects to A, and nothing promised is lost.
+func TestDrainUnderTraffic(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.edge("edge-a"), c.edge("edge-b")
+	l := &faultLoad{t: t, c: c, answers: map[string]string{}, dest: map[string]string{}}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	l.connectRecipients(faultScale(100), func(int) *testEdge { return b }, func(int) *testEdge { return a }, stop, &wg)
+	var senders []*wstest.Client
+	for i := range 10 {
+		senders = append(senders, c.dial(a, fmt.Sprintf("s%02d", i), fmt.Sprintf("s%02d", i)))
+	}
+	perSender := faultScale(1000)
+	drained := make(chan error, 1)
+	go func() {
+		for l.answered.Load() < int64(10*perSender/3) {
+			time.Sleep(time.Millisecond)
+		}
+		drained <- b.srv.Shutdown(context.Background())
+	}()
+	l.runSenders(senders, perSender, 50)
+	if err := <-drained; err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	l.verify()
+	for _, r := range l.recipients {
+		r.mu.Lock()
+		closes := append([]closeRecord(nil), r.closes...)
+		r.mu.Unlock()
+		if len(closes) == 0 || !closes[0].reconnectFirst || closes[0].code != 1001 {
+			t.Fatalf("%s: connection ends %+v, want reconnect then 1001", r.node, closes)
+		}
+	}
 }

@@ -215,6 +215,13 @@ func (c *Client) WaitClose(t testing.TB, timeout time.Duration) int {
 	return c.closeCode
 }
 
+// CloseCode is the close code the server sent, once Closed (0 if none).
+func (c *Client) CloseCode() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeCode
+}
+
 // Closed is closed once the connection has closed.
 func (c *Client) Closed() <-chan struct{} { return c.closed }
 
