@@ -124,6 +124,9 @@ func (c *cluster) authKey(node, client string) string {
 	return k
 }
 
+// ws is the edge's websocket URL without a query.
+func (e *testEdge) ws() string { return "ws://" + e.http.Listener.Addr().String() + "/v1/ws" }
+
 func (e *testEdge) wsURL(query string) string {
 	return "ws://" + e.http.Listener.Addr().String() + "/v1/ws?" + query
 }

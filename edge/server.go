@@ -117,31 +117,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 // Start creates the buckets this edge needs, starts routing and announces
 // the edge. It returns once the edge can serve.
 func (s *Server) Start(ctx context.Context) error {
+	if err := s.openStores(ctx); err != nil {
+		return err
+	}
 	var err error
-	if s.devices, err = bus.OpenDevices(ctx, s.js, s.subj.DevicesBucket(), s.cfg.StreamReplicas, s.cfg.InboxTTL, s.now); err != nil {
-		return err
-	}
-	if s.registry, err = bus.OpenRegistry(ctx, s.js, bus.RegistryConfig{
-		Bucket: s.subj.EdgesBucket(), StaleAfter: 3 * s.cfg.Heartbeat, Replicas: s.cfg.StreamReplicas,
-	}, s.now, s.log); err != nil {
-		return err
-	}
-	if s.inbox, err = bus.OpenInbox(ctx, s.nc, s.subj, bus.InboxConfig{
-		Replicas: s.cfg.StreamReplicas, MaxAge: s.cfg.InboxTTL, MaxPerNode: s.cfg.InboxMaxPerNode,
-	}, s.log); err != nil {
-		return err
-	}
-	if s.sessions, err = bus.OpenSessions(ctx, s.js, s.subj, s.cfg.StreamReplicas, s.now); err != nil {
-		return err
-	}
-	if s.history, err = bus.OpenHistory(ctx, s.nc, s.subj, bus.HistoryConfig{
-		Replicas: s.cfg.StreamReplicas, MaxAge: s.cfg.HistoryTTL, MaxPerSession: s.cfg.HistoryMaxPerSession,
-	}); err != nil {
-		return err
-	}
-	if s.pushTokens, err = push.OpenTokens(ctx, s.js, s.subj, s.cfg.StreamReplicas, s.now); err != nil {
-		return err
-	}
 	if s.req, err = bus.NewRequester(s.nc, bus.DeliveryTimeout(s.cfg.AckTimeout), s.now); err != nil {
 		return err
 	}
@@ -174,6 +153,68 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.started.Store(true)
 	s.log.Info("edge started", "ws_url", s.cfg.wsURL())
+	return nil
+}
+
+// openStores creates or binds every stream and bucket. A JetStream cluster
+// that is still forming (edges and NATS started together, as Compose and
+// Kubernetes do) can leave a create request hanging, so each is tried with
+// a short timeout and retried until ctx ends.
+func (s *Server) openStores(ctx context.Context) error {
+	steps := []struct {
+		what string
+		open func(context.Context) error
+	}{
+		{"devices bucket", func(ctx context.Context) (err error) {
+			s.devices, err = bus.OpenDevices(ctx, s.js, s.subj.DevicesBucket(), s.cfg.StreamReplicas, s.cfg.InboxTTL, s.now)
+			return err
+		}},
+		{"edges bucket", func(ctx context.Context) (err error) {
+			s.registry, err = bus.OpenRegistry(ctx, s.js, bus.RegistryConfig{
+				Bucket: s.subj.EdgesBucket(), StaleAfter: 3 * s.cfg.Heartbeat, Replicas: s.cfg.StreamReplicas,
+			}, s.now, s.log)
+			return err
+		}},
+		{"inbox", func(ctx context.Context) (err error) {
+			s.inbox, err = bus.OpenInbox(ctx, s.nc, s.subj, bus.InboxConfig{
+				Replicas: s.cfg.StreamReplicas, MaxAge: s.cfg.InboxTTL, MaxPerNode: s.cfg.InboxMaxPerNode,
+			}, s.log)
+			return err
+		}},
+		{"session buckets", func(ctx context.Context) (err error) {
+			s.sessions, err = bus.OpenSessions(ctx, s.js, s.subj, s.cfg.StreamReplicas, s.now)
+			return err
+		}},
+		{"history", func(ctx context.Context) (err error) {
+			s.history, err = bus.OpenHistory(ctx, s.nc, s.subj, bus.HistoryConfig{
+				Replicas: s.cfg.StreamReplicas, MaxAge: s.cfg.HistoryTTL, MaxPerSession: s.cfg.HistoryMaxPerSession,
+			})
+			return err
+		}},
+		{"push tokens bucket", func(ctx context.Context) (err error) {
+			s.pushTokens, err = push.OpenTokens(ctx, s.js, s.subj, s.cfg.StreamReplicas, s.now)
+			return err
+		}},
+	}
+	for _, st := range steps {
+		for attempt := 1; ; attempt++ {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := st.open(actx)
+			cancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("open %s: %w", st.what, err)
+			}
+			s.log.Warn("JetStream not ready; retrying", "open", st.what, "attempt", attempt, "err", err)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("open %s: %w", st.what, err)
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
 	return nil
 }
 

@@ -46,6 +46,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	clusterListen := fs.String("cluster-listen", def("CLUSTER_LISTEN", "127.0.0.1:6222"), "route address [ALLSPARK_NATS_CLUSTER_LISTEN]")
 	routes := fs.String("routes", def("ROUTES", ""), "comma-separated nats-route:// URLs of peers [ALLSPARK_NATS_ROUTES]")
 	wsListen := fs.String("ws-listen", def("WS_LISTEN", ""), "optional NATS-over-websocket address [ALLSPARK_NATS_WS_LISTEN]")
+	logLevel := fs.String("log-level", def("LOG_LEVEL", "info"), "info, or debug for nats-server's notices [ALLSPARK_NATS_LOG_LEVEL]")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,7 +56,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			peers = append(peers, r)
 		}
 	}
-	log := slog.New(slog.NewTextHandler(stdout, nil))
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
 	s, err := bus.StartServer(bus.ServerConfig{
 		Name: *name, Listen: *listen, StoreDir: *store,
 		ClusterName: *clusterName, ClusterListen: *clusterListen, Routes: peers,

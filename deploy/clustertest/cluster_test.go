@@ -1,0 +1,330 @@
+// Package clustertest runs AllSpark as operators do, with real processes:
+// three embedded-nats servers in a JetStream cluster, three edges with R3
+// streams, and HAProxy in TCP mode in front. Clients connect only through
+// the load balancer. Then it SIGTERMs an edge and SIGKILLs a NATS server
+// mid-stream, and counts.
+package clustertest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/allspark-rt/allspark/auth"
+	"github.com/allspark-rt/allspark/internal/loadtest"
+	"github.com/allspark-rt/allspark/internal/testutil"
+	"github.com/allspark-rt/allspark/internal/wstest"
+)
+
+const secret = "cluster-test-secret-0123456789"
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// build compiles the commands once into dir.
+func build(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/edge", "./cmd/embedded-nats")
+	cmd.Dir = "../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+}
+
+// proc is a child process whose output goes to a log file shown on failure.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func start(t *testing.T, dir, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("--- %s log (tail) ---\n%s", name, tail(string(b), 3000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+func waitTCP(t *testing.T, addr string) {
+	t.Helper()
+	testutil.Eventually(t, 60*time.Second, func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
+func ready(addr string) bool {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
+
+// connections reads an edge's allspark_connections gauge.
+func connections(addr string) int {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "allspark_connections "); ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			return int(n)
+		}
+	}
+	return -1
+}
+
+// loadBalancer puts an L4 balancer on lb in front of edges: HAProxy when
+// installed, else a small Go TCP proxy with the same readiness checks.
+func loadBalancer(t *testing.T, dir string, lb string, edges []string) {
+	t.Helper()
+	if path, err := exec.LookPath("haproxy"); err == nil {
+		cfg := fmt.Sprintf(`global
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 1h
+  timeout server 1h
+frontend websockets
+  bind %s
+  default_backend edges
+backend edges
+  balance roundrobin
+  option httpchk GET /readyz
+  http-check expect status 200
+  default-server inter 200ms fall 1 rise 2
+`, lb)
+		for i, e := range edges {
+			cfg += fmt.Sprintf("  server edge%d %s check\n", i, e)
+		}
+		file := filepath.Join(dir, "haproxy.cfg")
+		if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start(t, dir, "haproxy", nil, path, "-f", file, "-db")
+		t.Logf("load balancer: HAProxy (%s) on %s", path, lb)
+		return
+	}
+	t.Logf("load balancer: HAProxy not installed; using the Go TCP proxy on %s", lb)
+	ln, err := net.Listen("tcp", lb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var next atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for range edges {
+					e := edges[int(next.Add(1))%len(edges)]
+					if !ready(e) {
+						continue
+					}
+					u, err := net.Dial("tcp", e)
+					if err != nil {
+						continue
+					}
+					defer u.Close()
+					go func() { _, _ = io.Copy(u, c); u.(*net.TCPConn).CloseWrite() }()
+					_, _ = io.Copy(c, u)
+					return
+				}
+			}()
+		}
+	}()
+}
+
+func TestClusterBehindL4(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs 7 processes; skipped with -short")
+	}
+	dir := t.TempDir()
+	build(t, dir)
+
+	// Three NATS servers, one JetStream cluster.
+	var natsAddrs, routes []string
+	routePorts := []int{freePort(t), freePort(t), freePort(t)}
+	for _, p := range routePorts {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	var natsProcs []*proc
+	for i := range 3 {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		natsAddrs = append(natsAddrs, addr)
+		natsProcs = append(natsProcs, start(t, dir, fmt.Sprintf("nats%d", i), nil, filepath.Join(dir, "embedded-nats"), "-log-level", "debug",
+			"-name", fmt.Sprintf("nats%d", i), "-listen", addr, "-store", filepath.Join(dir, fmt.Sprintf("store%d", i)),
+			"-cluster-name", "allspark", "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", routePorts[i]), "-routes", strings.Join(routes, ",")))
+	}
+	for _, a := range natsAddrs {
+		waitTCP(t, a)
+	}
+	natsURL := "nats://" + strings.Join(natsAddrs, ",nats://")
+
+	// Three edges behind one L4 address.
+	lb := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	var edgeAddrs []string
+	var edgeProcs []*proc
+	for i := range 3 {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		edgeAddrs = append(edgeAddrs, addr)
+		edgeProcs = append(edgeProcs, start(t, dir, fmt.Sprintf("edge%d", i), []string{
+			"ALLSPARK_EDGE_ID=edge" + strconv.Itoa(i), "ALLSPARK_LISTEN=" + addr, "ALLSPARK_PUBLIC_URL=http://" + lb,
+			"ALLSPARK_NATS_URL=" + natsURL, "ALLSPARK_AUTH_SECRET=" + secret, "ALLSPARK_STREAM_REPLICAS=3",
+			"ALLSPARK_HEARTBEAT=500ms", "ALLSPARK_DRAIN_TIMEOUT=10s", "ALLSPARK_LOG_LEVEL=warn",
+		}, filepath.Join(dir, "edge")))
+	}
+	testutil.Eventually(t, 90*time.Second, func() error {
+		for _, a := range edgeAddrs {
+			if !ready(a) {
+				return fmt.Errorf("edge %s not ready", a)
+			}
+		}
+		return nil
+	})
+	loadBalancer(t, dir, lb, edgeAddrs)
+	waitTCP(t, lb)
+
+	keys, err := auth.NewKeys(secret, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authKey := func(node string) string {
+		k, err := keys.MintAuthKey(auth.Identity{NodeID: node, ClientID: node}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	ws := "ws://" + lb + "/v1/ws"
+	l := loadtest.New(t, authKey)
+	l.RedialSender = func(i int) *wstest.Client {
+		for {
+			if c, _, err := wstest.DialErr(ws + "?auth_key=" + authKey(fmt.Sprintf("sender%02d", i))); err == nil {
+				return c
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	lbURL := func(int) string { return ws }
+	l.ConnectRecipients(loadtest.Scale(90), lbURL, lbURL, stop, &wg)
+	var senders []*wstest.Client
+	for i := range 9 {
+		senders = append(senders, l.Dial(ws, fmt.Sprintf("sender%02d", i)))
+	}
+	// Routing across edges: the balancer spread the clients over all three.
+	testutil.Eventually(t, 10*time.Second, func() error {
+		for _, a := range edgeAddrs {
+			if connections(a) <= 0 {
+				return fmt.Errorf("edge %s holds no connections", a)
+			}
+		}
+		return nil
+	})
+
+	perSender := loadtest.Scale(1000)
+	total := int64(9 * perSender)
+	faults := make(chan string, 2)
+	go func() {
+		for l.Answered() < total/4 {
+			time.Sleep(time.Millisecond)
+		}
+		busiest := 0
+		for i, a := range edgeAddrs {
+			if connections(a) > connections(edgeAddrs[busiest]) {
+				busiest = i
+			}
+		}
+		_ = edgeProcs[busiest].cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-edgeProcs[busiest].done:
+			faults <- fmt.Sprintf("SIGTERM edge%d: drained and exited", busiest)
+		case <-time.After(20 * time.Second):
+			faults <- fmt.Sprintf("SIGTERM edge%d: still running after 20s", busiest)
+		}
+		for l.Answered() < total/2 {
+			time.Sleep(time.Millisecond)
+		}
+		_ = natsProcs[1].cmd.Process.Kill()
+		faults <- "SIGKILL nats1"
+	}()
+	l.RunSenders(senders, perSender, 50)
+	if t.Failed() {
+		t.FailNow()
+	}
+	for range 2 {
+		select {
+		case f := <-faults:
+			t.Log(f)
+			if strings.Contains(f, "still running") {
+				t.Fatal(f)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("faults were not all injected")
+		}
+	}
+	l.Verify()
+}
