@@ -105,8 +105,12 @@ func (s *Sessions) Get(ctx context.Context, id string) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read session: %w", err)
 	}
+	return decodeSession(e.Value())
+}
+
+func decodeSession(b []byte) (*Session, error) {
 	var sess Session
-	if err := json.Unmarshal(e.Value(), &sess); err != nil {
+	if err := json.Unmarshal(b, &sess); err != nil {
 		return nil, fmt.Errorf("decode session: %w", err)
 	}
 	if sess.Members == nil {
@@ -140,9 +144,9 @@ func (s *Sessions) Join(ctx context.Context, id, node string, anonymous bool) (s
 		if cur == nil {
 			return nil, ErrSessionNotFound
 		}
-		var sess Session
-		if err := json.Unmarshal(cur, &sess); err != nil {
-			return nil, fmt.Errorf("decode session: %w", err)
+		sess, err := decodeSession(cur)
+		if err != nil {
+			return nil, err
 		}
 		if m, ok := sess.Members[node]; ok {
 			memberID = m.MemberID
@@ -153,9 +157,6 @@ func (s *Sessions) Join(ctx context.Context, id, node string, anonymous bool) (s
 		}
 		if len(sess.Members) >= MaxSessionMembers {
 			return nil, ErrSessionFull
-		}
-		if sess.Members == nil {
-			sess.Members = map[string]Member{}
 		}
 		m := Member{MemberID: node}
 		if anonymous {
@@ -178,9 +179,9 @@ func (s *Sessions) Unjoin(ctx context.Context, id, node string) error {
 		if cur == nil {
 			return nil, ErrSessionNotFound
 		}
-		var sess Session
-		if err := json.Unmarshal(cur, &sess); err != nil {
-			return nil, fmt.Errorf("decode session: %w", err)
+		sess, err := decodeSession(cur)
+		if err != nil {
+			return nil, err
 		}
 		if _, ok := sess.Members[node]; !ok {
 			return nil, ErrNoChange

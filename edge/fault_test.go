@@ -13,21 +13,28 @@ import (
 	"github.com/allspark-rt/allspark/internal/wstest"
 )
 
+// startLoad connects recipients to at(i) (reconnecting to reconnect(i))
+// and senders to senderAt(i); the recipients stop at the end of the test.
+func startLoad(t *testing.T, c *cluster, recipients int, at, reconnect func(int) *testEdge, senders int, senderAt func(int) *testEdge) (*loadtest.Load, []*wstest.Client) {
+	l := loadtest.New(t, func(node string) string { return c.authKey(node, node) })
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(stop); wg.Wait() })
+	l.ConnectRecipients(recipients, func(i int) string { return at(i).ws() }, func(i int) string { return reconnect(i).ws() }, stop, &wg)
+	var ss []*wstest.Client
+	for i := range senders {
+		ss = append(ss, c.dial(senderAt(i), fmt.Sprintf("s%02d", i), fmt.Sprintf("s%02d", i)))
+	}
+	return l, ss
+}
+
 // Acceptance 3: edge B is hard-stopped mid-stream; its recipients
 // reconnect to edge A; nothing answered delivered/stored is lost.
 func TestNoLossWhenEdgeKilled(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.edge("edge-a"), c.edge("edge-b")
-	l := loadtest.New(t, func(node string) string { return c.authKey(node, node) })
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer close(stop)
-	l.ConnectRecipients(loadtest.Scale(200), func(int) string { return b.ws() }, func(int) string { return a.ws() }, stop, &wg)
-	var senders []*wstest.Client
-	for i := range 20 {
-		senders = append(senders, c.dial(a, fmt.Sprintf("s%02d", i), fmt.Sprintf("s%02d", i)))
-	}
+	l, senders := startLoad(t, c, loadtest.Scale(200), func(int) *testEdge { return b }, func(int) *testEdge { return a },
+		20, func(int) *testEdge { return a })
 	perSender := loadtest.Scale(1000)
 	total := int64(20 * perSender)
 	go func() {
@@ -51,17 +58,9 @@ func TestNoLossWhenNATSServerKilled(t *testing.T) {
 	c.url = testutil.ClusterURL(servers)
 	r3 := func(cfg *edge.Config) { cfg.StreamReplicas = 3 }
 	a, b := c.edge("edge-a", r3), c.edge("edge-b", r3)
-	l := loadtest.New(t, func(node string) string { return c.authKey(node, node) })
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer close(stop)
 	edges := []*testEdge{a, b}
-	l.ConnectRecipients(loadtest.Scale(100), func(i int) string { return edges[i%2].ws() }, func(i int) string { return edges[(i+1)%2].ws() }, stop, &wg)
-	var senders []*wstest.Client
-	for i := range 10 {
-		senders = append(senders, c.dial(edges[i%2], fmt.Sprintf("s%02d", i), fmt.Sprintf("s%02d", i)))
-	}
+	l, senders := startLoad(t, c, loadtest.Scale(100), func(i int) *testEdge { return edges[i%2] }, func(i int) *testEdge { return edges[(i+1)%2] },
+		10, func(i int) *testEdge { return edges[i%2] })
 	perSender := loadtest.Scale(1000)
 	total := int64(10 * perSender)
 	leader := inboxLeader(t, c)
@@ -87,16 +86,8 @@ func TestNoLossWhenNATSServerKilled(t *testing.T) {
 func TestDrainUnderTraffic(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.edge("edge-a"), c.edge("edge-b")
-	l := loadtest.New(t, func(node string) string { return c.authKey(node, node) })
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer close(stop)
-	l.ConnectRecipients(loadtest.Scale(100), func(int) string { return b.ws() }, func(int) string { return a.ws() }, stop, &wg)
-	var senders []*wstest.Client
-	for i := range 10 {
-		senders = append(senders, c.dial(a, fmt.Sprintf("s%02d", i), fmt.Sprintf("s%02d", i)))
-	}
+	l, senders := startLoad(t, c, loadtest.Scale(100), func(int) *testEdge { return b }, func(int) *testEdge { return a },
+		10, func(int) *testEdge { return a })
 	perSender := loadtest.Scale(1000)
 	drained := make(chan error, 1)
 	go func() {

@@ -34,8 +34,9 @@ type sessionRequest struct {
 }
 
 // sessionCall authenticates and reads the optional JSON body and the
-// session id (path, then query, then body).
-func (s *Server) sessionCall(w http.ResponseWriter, r *http.Request) (auth.Identity, sessionRequest, bool) {
+// session id (path, then query, then body), which must be valid unless
+// creating (where an empty one means "pick one").
+func (s *Server) sessionCall(w http.ResponseWriter, r *http.Request, creating bool) (auth.Identity, sessionRequest, bool) {
 	id, ok := s.authenticate(w, r)
 	if !ok {
 		return id, sessionRequest{}, false
@@ -68,6 +69,13 @@ func (s *Server) sessionCall(w http.ResponseWriter, r *http.Request) (auth.Ident
 	if q.Get("allow_anonymous") == "true" {
 		req.AllowAnonymous = true
 	}
+	if creating && req.SessionID == "" {
+		req.SessionID = s.router.NewMsgID()
+	}
+	if !allspark.ValidID(req.SessionID) {
+		writeError(w, http.StatusBadRequest, allspark.CodeBadID, "invalid session_id")
+		return id, req, false
+	}
 	return id, req, true
 }
 
@@ -90,15 +98,8 @@ func (s *Server) writeSessionError(w http.ResponseWriter, err error) {
 }
 
 func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
-	id, req, ok := s.sessionCall(w, r)
+	id, req, ok := s.sessionCall(w, r, true)
 	if !ok {
-		return
-	}
-	if req.SessionID == "" {
-		req.SessionID = s.router.NewMsgID()
-	}
-	if !allspark.ValidID(req.SessionID) {
-		writeError(w, http.StatusBadRequest, allspark.CodeBadID, "invalid session_id")
 		return
 	}
 	if err := s.sessions.Create(r.Context(), req.SessionID, id.NodeID, req.AllowAnonymous); err != nil {
@@ -110,12 +111,8 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
-	id, req, ok := s.sessionCall(w, r)
+	id, req, ok := s.sessionCall(w, r, false)
 	if !ok {
-		return
-	}
-	if !allspark.ValidID(req.SessionID) {
-		writeError(w, http.StatusBadRequest, allspark.CodeBadID, "invalid session_id")
 		return
 	}
 	member, err := s.sessions.Join(r.Context(), req.SessionID, id.NodeID, req.Anonymous)
@@ -131,22 +128,15 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 // announceJoin tells the session a member that is online right now joined.
 func (s *Server) announceJoin(sid, node, member string) {
 	s.spawn(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), presenceTimeout)
-		defer cancel()
-		held, err := bus.QueryPresence(ctx, s.nc, s.subj, []string{node}, len(s.registry.Live()))
-		if err == nil && len(held[node]) > 0 {
+		if len(s.holders(context.Background(), node)) > 0 {
 			s.publishPresence(sid, node, member, true)
 		}
 	})
 }
 
 func (s *Server) handleUnjoin(w http.ResponseWriter, r *http.Request) {
-	id, req, ok := s.sessionCall(w, r)
+	id, req, ok := s.sessionCall(w, r, false)
 	if !ok {
-		return
-	}
-	if !allspark.ValidID(req.SessionID) {
-		writeError(w, http.StatusBadRequest, allspark.CodeBadID, "invalid session_id")
 		return
 	}
 	if err := s.sessions.Unjoin(r.Context(), req.SessionID, id.NodeID); err != nil {
@@ -170,12 +160,8 @@ type sessionView struct {
 }
 
 func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
-	id, req, ok := s.sessionCall(w, r)
+	id, req, ok := s.sessionCall(w, r, false)
 	if !ok {
-		return
-	}
-	if !allspark.ValidID(req.SessionID) {
-		writeError(w, http.StatusBadRequest, allspark.CodeBadID, "invalid session_id")
 		return
 	}
 	sess, err := s.sessions.Get(r.Context(), req.SessionID)

@@ -256,15 +256,20 @@ type presenceFrame struct {
 // presenceTimeout bounds a presence scatter-gather.
 const presenceTimeout = 500 * time.Millisecond
 
-// onlineElsewhere reports whether node is connected to another edge.
-func (s *Server) onlineElsewhere(ctx context.Context, node string) bool {
+// holders asks every live edge and returns the ids of those holding node.
+func (s *Server) holders(ctx context.Context, node string) []string {
 	ctx, cancel := context.WithTimeout(ctx, presenceTimeout)
 	defer cancel()
 	held, err := bus.QueryPresence(ctx, s.nc, s.subj, []string{node}, len(s.registry.Live()))
 	if err != nil {
-		return false
+		return nil
 	}
-	for _, e := range held[node] {
+	return held[node]
+}
+
+// onlineElsewhere reports whether node is connected to another edge.
+func (s *Server) onlineElsewhere(ctx context.Context, node string) bool {
+	for _, e := range s.holders(ctx, node) {
 		if e != s.cfg.ID {
 			return true
 		}

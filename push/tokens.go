@@ -83,19 +83,24 @@ func decodeTokens(b []byte) []Token {
 	return ts
 }
 
+// without returns ts minus tok (in a new slice).
+func without(ts []Token, tok string) []Token {
+	out := make([]Token, 0, len(ts))
+	for _, x := range ts {
+		if x.Token != tok {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 // Add registers a token for node (again, if it was there: it moves to newest).
 func (t *Tokens) Add(ctx context.Context, node string, p Platform, tok string) error {
 	if err := Validate(p, tok); err != nil {
 		return err
 	}
 	return bus.UpdateKV(ctx, t.kv, bus.Token(node), func(cur []byte) ([]byte, error) {
-		ts := decodeTokens(cur)
-		out := ts[:0]
-		for _, x := range ts {
-			if x.Token != tok {
-				out = append(out, x)
-			}
-		}
+		out := without(decodeTokens(cur), tok)
 		out = append(out, Token{Platform: p, Token: tok, AddedAt: t.now().UnixMilli()})
 		if len(out) > MaxTokensPerNode {
 			out = out[len(out)-MaxTokensPerNode:]
@@ -108,12 +113,7 @@ func (t *Tokens) Add(ctx context.Context, node string, p Platform, tok string) e
 func (t *Tokens) Remove(ctx context.Context, node, tok string) error {
 	return bus.UpdateKV(ctx, t.kv, bus.Token(node), func(cur []byte) ([]byte, error) {
 		ts := decodeTokens(cur)
-		out := ts[:0]
-		for _, x := range ts {
-			if x.Token != tok {
-				out = append(out, x)
-			}
-		}
+		out := without(ts, tok)
 		if len(out) == len(ts) {
 			return nil, bus.ErrNoChange
 		}

@@ -104,7 +104,6 @@ func (r *rig) queueEmpty() error {
 	return nil
 }
 
-
 // Acceptance 2: a token the provider calls invalid is removed.
 func TestInvalidTokensAreRemoved(t *testing.T) {
 	r := newRig(t)

@@ -30,16 +30,6 @@ import (
 
 const secret = "cluster-test-secret-0123456789"
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // build compiles the commands once into dir.
 func build(t *testing.T, dir string) {
 	t.Helper()
@@ -203,13 +193,13 @@ func TestClusterBehindL4(t *testing.T) {
 
 	// Three NATS servers, one JetStream cluster.
 	var natsAddrs, routes []string
-	routePorts := []int{freePort(t), freePort(t), freePort(t)}
+	routePorts := []int{testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)}
 	for _, p := range routePorts {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
 	var natsProcs []*proc
 	for i := range 3 {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 		natsAddrs = append(natsAddrs, addr)
 		natsProcs = append(natsProcs, start(t, dir, fmt.Sprintf("nats%d", i), nil, filepath.Join(dir, "embedded-nats"), "-log-level", "debug",
 			"-name", fmt.Sprintf("nats%d", i), "-listen", addr, "-store", filepath.Join(dir, fmt.Sprintf("store%d", i)),
@@ -221,11 +211,11 @@ func TestClusterBehindL4(t *testing.T) {
 	natsURL := "nats://" + strings.Join(natsAddrs, ",nats://")
 
 	// Three edges behind one L4 address.
-	lb := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	lb := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	var edgeAddrs []string
 	var edgeProcs []*proc
 	for i := range 3 {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 		edgeAddrs = append(edgeAddrs, addr)
 		edgeProcs = append(edgeProcs, start(t, dir, fmt.Sprintf("edge%d", i), []string{
 			"ALLSPARK_EDGE_ID=edge" + strconv.Itoa(i), "ALLSPARK_LISTEN=" + addr, "ALLSPARK_PUBLIC_URL=http://" + lb,

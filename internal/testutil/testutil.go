@@ -91,13 +91,8 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 	ports := make([]int, n)
 	routes := make([]string, n)
 	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+		ports[i] = FreePort(t)
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
-		l.Close()
 	}
 	servers := make([]*server.Server, n)
 	errs := make([]error, n)
@@ -147,4 +142,16 @@ func ClusterURL(servers []*server.Server) string {
 		u += s.ClientURL()
 	}
 	return u
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago, for
+// processes that must be told their port before they start.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
