@@ -138,6 +138,19 @@ func (c *conn) queueLocked(b []byte) {
 	c.queued += len(b)
 }
 
+// closeAfter queues frame as the last one and asks for a close with code:
+// nothing is queued after it, so a delivery racing the close is refused
+// (and its sender stores it) instead of landing between the two.
+func (c *conn) closeAfter(frame []byte, code int, reason string) {
+	c.mu.Lock()
+	if !c.closed && c.closeCode == 0 {
+		c.queueLocked(frame)
+		c.closeCode, c.closeReason = code, reason
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
 // close asks the writer to flush what is queued and close with code.
 func (c *conn) close(code int, reason string) {
 	c.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/allspark-rt/allspark"
 	"github.com/allspark-rt/allspark/auth"
 	"github.com/allspark-rt/allspark/bus"
 	"github.com/allspark-rt/allspark/push"
@@ -288,8 +289,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.announceMu.Unlock()
 	after := mustJSON(reconnectFrame{Type: "reconnect", AfterMS: 0})
 	for _, c := range s.hub.all() {
-		c.send(after)
-		c.close(1001, "edge shutting down")
+		c.closeAfter(after, allspark.CloseGoingAway, "edge shutting down")
 	}
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()

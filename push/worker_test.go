@@ -162,7 +162,7 @@ func TestTransientFailureIsRetried(t *testing.T) {
 	r.fcm.Script(pushtest.Reply{Status: 429, Body: `{"error":{"status":"RESOURCE_EXHAUSTED"}}`, RetryAfter: "1"})
 	var fcmTries []time.Time
 	var mu sync.Mutex
-	r.fcm.OnTry = func(int) { mu.Lock(); fcmTries = append(fcmTries, time.Now()); mu.Unlock() }
+	r.fcm.OnTry(func(int) { mu.Lock(); fcmTries = append(fcmTries, time.Now()); mu.Unlock() })
 	run(t, r.worker(nil, nil))
 	r.store("bob", 1)
 	tu.Eventually(t, 15*time.Second, func() error {
@@ -210,20 +210,21 @@ func TestWorkerKilledMidBatchLosesNothing(t *testing.T) {
 	}
 	short := func(c *push.Config) { c.AckWait = time.Second }
 	first := r.worker(nil, short)
-	killed := make(chan struct{})
-	var stop func()
-	r.apns.OnTry = func(n int) {
+	ctx, kill := context.WithCancel(context.Background())
+	defer kill()
+	r.apns.OnTry(func(n int) {
 		if n == 5 {
-			go func() { stop(); close(killed) }()
+			kill()
 		}
-	}
-	stop = run(t, first)
+	})
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); _ = first.Run(ctx) }()
 	select {
-	case <-killed:
+	case <-stopped:
 	case <-time.After(10 * time.Second):
 		t.Fatal("worker never reached the 5th notification")
 	}
-	r.apns.OnTry = nil
+	r.apns.OnTry(nil)
 	handledBefore := len(r.apns.Requests())
 	run(t, r.worker(nil, short))
 	tu.Eventually(t, 15*time.Second, func() error {

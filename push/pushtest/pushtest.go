@@ -39,14 +39,19 @@ type Reply struct {
 }
 
 type recorder struct {
-	// OnTry, if set, runs on every send attempt with its number (from 1),
-	// before the fake answers.
-	OnTry func(n int)
-
 	mu     sync.Mutex
-	reqs   []Request // guarded by mu: accepted (200) requests
-	tries  int       // guarded by mu: all send attempts
-	script []Reply   // guarded by mu
+	onTry  func(n int) // guarded by mu
+	reqs   []Request   // guarded by mu: accepted (200) requests
+	tries  int         // guarded by mu: all send attempts
+	script []Reply     // guarded by mu
+}
+
+// OnTry sets a hook run on every send attempt with its number (from 1),
+// before the fake answers; nil removes it.
+func (r *recorder) OnTry(f func(n int)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onTry = f
 }
 
 // Script queues replies for the next sends.
@@ -80,10 +85,10 @@ func (r *recorder) answer(w http.ResponseWriter, req Request) {
 	if reply.Status == 200 {
 		r.reqs = append(r.reqs, req)
 	}
-	n := r.tries
+	n, hook := r.tries, r.onTry
 	r.mu.Unlock()
-	if r.OnTry != nil {
-		r.OnTry(n)
+	if hook != nil {
+		hook(n)
 	}
 	if reply.RetryAfter != "" {
 		w.Header().Set("Retry-After", reply.RetryAfter)
