@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/allspark-rt/allspark/auth"
@@ -21,13 +20,11 @@ type wsClient struct {
 	conn    *gws.Conn
 	onFrame func([]byte)
 	closed  chan struct{}
-	// AllSpark: window of unanswered sends.
-	inflight atomic.Int64
-	ack      bool
+	ack     bool // acknowledge AllSpark messages, as the official clients do
 }
 
-func (c *wsClient) OnOpen(*gws.Conn)              {}
-func (c *wsClient) OnClose(*gws.Conn, error)      { close(c.closed) }
+func (c *wsClient) OnOpen(*gws.Conn)             {}
+func (c *wsClient) OnClose(*gws.Conn, error)     { close(c.closed) }
 func (c *wsClient) OnPing(s *gws.Conn, p []byte) { _ = s.WritePong(p) }
 func (c *wsClient) OnPong(*gws.Conn, []byte)     {}
 func (c *wsClient) OnMessage(s *gws.Conn, m *gws.Message) {
