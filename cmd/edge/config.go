@@ -30,6 +30,9 @@ type config struct {
 	AuthSecret         string `env:"AUTH_SECRET"`
 	LogLevel           string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat          string `env:"LOG_FORMAT" envDefault:"text"`
+	// PprofListen, when set, serves net/http/pprof on its own listener
+	// (keep it on loopback or a private network).
+	PprofListen string `env:"PPROF_LISTEN"`
 }
 
 func (c config) embedded() bool { return c.NATSURL == "" }
