@@ -39,8 +39,10 @@ func payload(key string) []byte {
 	return []byte(`{"k":"` + key + `","t":` + strconv.FormatInt(time.Now().UnixNano(), 10) + `}`)
 }
 
-// observe records one received frame (any JSON that carries the payload).
-func (c *collector) observe(frame []byte) {
+// observe records one received frame (any JSON that carries the payload)
+// for one receiver: keys are counted per receiver, so a fan-out's copies
+// are each accounted for.
+func (c *collector) observe(receiver string, frame []byte) {
 	now := time.Now().UnixNano()
 	for len(frame) > 0 {
 		i := bytes.Index(frame, []byte(`"k":"`))
@@ -52,7 +54,7 @@ func (c *collector) observe(frame []byte) {
 		if j < 0 {
 			return
 		}
-		key := string(frame[:j])
+		key := receiver + "|" + string(frame[:j])
 		frame = frame[j:]
 		var lat float32 = -1
 		if t := bytes.Index(frame, []byte(`"t":`)); t >= 0 {

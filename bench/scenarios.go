@@ -158,7 +158,7 @@ func allsparkSystem(srv *server, base, destField string) *system {
 					return
 				}
 				if bytes.HasPrefix(b, []byte(`{"msg_id"`)) || bytes.HasPrefix(b, []byte(`{"seq"`)) {
-					col.observe(b)
+					col.observe(id, b)
 				}
 			})
 			if err != nil {
@@ -205,7 +205,7 @@ func natsSystem(srv *server, addr string) *system {
 				return nil, err
 			}
 			for _, ch := range channels {
-				sub, err := nc.Subscribe("bench."+ch, func(m *nats.Msg) { col.observe(m.Data) })
+				sub, err := nc.Subscribe("bench."+ch, func(m *nats.Msg) { col.observe(id, m.Data) })
 				if err != nil {
 					return nil, err
 				}
@@ -241,7 +241,7 @@ func centrifugoSystem(srv *server, base string) *system {
 		connect: func(id string, channels []string, col *collector, _ func([]byte)) (func(), error) {
 			c, err := centrifugoDial(base, id, channels, func(b []byte) {
 				if bytes.Contains(b, []byte(`"pub"`)) {
-					col.observe(b)
+					col.observe(id, b)
 				}
 			})
 			if err != nil {

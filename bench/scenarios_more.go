@@ -182,9 +182,10 @@ func perUser(ctx context.Context, sys *system, users, senders int, d time.Durati
 	}()
 	for u := range users {
 		for dev := range 3 {
-			c, err := allsparkDial(sys.base, fmt.Sprintf("user%04d-dev%d", u, dev), fmt.Sprintf("user%04d", u), func(b []byte) {
+			id := fmt.Sprintf("user%04d-dev%d", u, dev)
+			c, err := allsparkDial(sys.base, id, fmt.Sprintf("user%04d", u), func(b []byte) {
 				if len(b) > 9 && string(b[:9]) == `{"msg_id"` {
-					col.observe(b)
+					col.observe(id, b)
 				}
 			})
 			if err != nil {
@@ -277,9 +278,10 @@ func offlineReplay(ctx context.Context, sys *system, nodes, perNode int) (result
 	start := time.Now()
 	var closers []func()
 	for n := range nodes {
-		c, err := allsparkDial(sys.base, fmt.Sprintf("off%04d", n), fmt.Sprintf("off%04d", n), func(b []byte) {
+		id := fmt.Sprintf("off%04d", n)
+		c, err := allsparkDial(sys.base, id, id, func(b []byte) {
 			if len(b) > 9 && string(b[:9]) == `{"msg_id"` {
-				col.observe(b)
+				col.observe(id, b)
 			}
 		})
 		if err != nil {

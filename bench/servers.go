@@ -121,10 +121,14 @@ const benchSecret = "bench-secret-0123456789abcdef"
 // startAllSpark runs the all-in-one edge (embedded NATS + JetStream).
 func startAllSpark(ctx context.Context, dir, bin string) (*server, string, error) {
 	port := freePort()
+	data, err := os.MkdirTemp(dir, "allspark-data-") // every run starts empty
+	if err != nil {
+		return nil, "", err
+	}
 	s, err := startProc(dir, "allspark", []string{
 		"ALLSPARK_LISTEN=127.0.0.1:" + strconv.Itoa(port),
 		"ALLSPARK_EMBEDDED_NATS_LISTEN=127.0.0.1:" + strconv.Itoa(freePort()),
-		"ALLSPARK_DATA_DIR=" + filepath.Join(dir, "allspark-data"),
+		"ALLSPARK_DATA_DIR=" + data,
 		"ALLSPARK_AUTH_SECRET=" + benchSecret, "ALLSPARK_LOG_LEVEL=warn",
 		"ALLSPARK_INBOX_MAX_PER_NODE=1000000", "ALLSPARK_SEND_QUEUE_BYTES=8388608",
 	}, bin)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -15,7 +17,8 @@ var ErrNoChange = errors.New("no change")
 // one (nil when absent) and writes it only if nobody wrote in between,
 // retrying on conflict. change returning ErrNoChange skips the write.
 func UpdateKV(ctx context.Context, kv jetstream.KeyValue, key string, change func(cur []byte) ([]byte, error)) error {
-	for range 16 {
+	backoff := time.Millisecond
+	for range 64 {
 		var cur []byte
 		var rev uint64
 		e, err := kv.Get(ctx, key)
@@ -44,7 +47,14 @@ func UpdateKV(ctx context.Context, kv jetstream.KeyValue, key string, change fun
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return fmt.Errorf("write %s: %w", key, err)
 		}
-		// Someone else wrote first: read again.
+		// Someone else wrote first: read again, after a jittered pause so
+		// many writers of one hot key (a crowd joining one session) spread out.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("write %s: %w", key, ctx.Err())
+		case <-time.After(backoff + rand.N(backoff)):
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
 	}
 	return fmt.Errorf("write %s: too many concurrent updates", key)
 }
