@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "bench/results", "directory for results.md and results.json")
 	home, _ := os.UserCacheDir()
 	cache := fs.String("cache", filepath.Join(home, "allspark-bench"), "where Centrifugo is installed")
+	profile := fs.String("profile", "", "save a CPU profile of AllSpark during the 1:1 max-rate run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -150,6 +151,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.scenarios["a"] {
 		what := fmt.Sprintf("a: 1:1 random pairs, %d clients, max rate", o.clients)
 		each(what, func(sys *system) (result, error) {
+			if *profile != "" && sys.name == "AllSpark" {
+				go func() {
+					time.Sleep(o.duration / 4)
+					if err := sys.srv.cpuProfile(o.duration/2, *profile); err != nil {
+						logf("profile: %v", err)
+					}
+				}()
+			}
 			r, err := pointToPoint(ctx, sys, what, o.clients, 0, o.duration, progress(sys.name))
 			maxRate[sys.name] = r.Rate
 			return r, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,9 +18,10 @@ import (
 // server is one system under test, running as its own process so its RSS
 // and CPU can be read from /proc.
 type server struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
+	name  string
+	cmd   *exec.Cmd
+	done  chan struct{}
+	pprof string // AllSpark: its pprof address
 }
 
 func freePort() int {
@@ -125,7 +127,9 @@ func startAllSpark(ctx context.Context, dir, bin string) (*server, string, error
 	if err != nil {
 		return nil, "", err
 	}
+	pprofAddr := "127.0.0.1:" + strconv.Itoa(freePort())
 	s, err := startProc(dir, "allspark", []string{
+		"ALLSPARK_PPROF_LISTEN=" + pprofAddr,
 		"ALLSPARK_LISTEN=127.0.0.1:" + strconv.Itoa(port),
 		"ALLSPARK_EMBEDDED_NATS_LISTEN=127.0.0.1:" + strconv.Itoa(freePort()),
 		"ALLSPARK_DATA_DIR=" + data,
@@ -135,6 +139,7 @@ func startAllSpark(ctx context.Context, dir, bin string) (*server, string, error
 	if err != nil {
 		return nil, "", err
 	}
+	s.pprof = pprofAddr
 	base := "127.0.0.1:" + strconv.Itoa(port)
 	if err := waitHTTP(ctx, "http://"+base+"/readyz"); err != nil {
 		s.stop()
@@ -214,4 +219,23 @@ func tail(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
+}
+
+// cpuProfile saves a CPU profile of the server taken over d.
+func (s *server) cpuProfile(d time.Duration, file string) error {
+	if s.pprof == "" {
+		return nil
+	}
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.pprof, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }

@@ -3,7 +3,6 @@ package edge
 import (
 	"context"
 	"encoding/binary"
-	"net"
 	"sync"
 	"time"
 
@@ -191,13 +190,23 @@ func (c *conn) writeLoop() {
 		c.mu.Unlock()
 
 		_ = ws.SetWriteDeadline(c.s.now().Add(c.s.cfg.WriteTimeout))
-		if code != allspark.CloseSlowConsumer { // a slow consumer would not read them anyway
+		if code != allspark.CloseSlowConsumer && len(batch) > 0 { // a slow consumer would not read them anyway
+			bc, batched := ws.NetConn().(*batchConn)
+			if batched {
+				bc.begin()
+			}
 			for i, b := range batch {
 				if err := ws.WriteMessage(gws.OpcodeText, b); err != nil {
 					_ = ws.NetConn().Close()
 					return
 				}
 				batch[i] = nil
+			}
+			if batched {
+				if err := bc.flush(); err != nil {
+					_ = ws.NetConn().Close()
+					return
+				}
 			}
 		}
 		clear(batch)
@@ -231,8 +240,8 @@ func (c *conn) closeHandshake(ws *gws.Conn, code int, reason string) {
 		_ = ws.NetConn().Close()
 		return
 	}
-	if tc, ok := ws.NetConn().(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
+	if hc, ok := ws.NetConn().(interface{ CloseWrite() error }); ok {
+		_ = hc.CloseWrite()
 	}
 	_ = ws.SetReadDeadline(c.s.now().Add(closeLinger))
 }

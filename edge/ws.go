@@ -46,7 +46,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if err := s.nc.FlushTimeout(5 * time.Second); err != nil {
 		s.log.Warn("flush node subscription", "node", id.NodeID, "err", err)
 	}
-	socket, err := s.ws.Upgrade(w, r)
+	socket, err := s.upgrade(w, r)
 	if err != nil {
 		c.stopped() // gws has answered the handshake error
 		return
@@ -66,6 +66,25 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() { // Shutdown began while we were registering
 		c.close(allspark.CloseGoingAway, "edge shutting down")
 	}
+}
+
+// upgrade hijacks the connection and hands gws a batchConn around it, so
+// the writer can send frames in batches.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return s.ws.Upgrade(w, r)
+	}
+	netConn, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, err
+	}
+	socket, err := s.ws.UpgradeFromConn(&batchConn{Conn: netConn}, brw.Reader, r)
+	if err != nil {
+		_ = netConn.Close()
+		return nil, err
+	}
+	return socket, nil
 }
 
 // wsIdentity accepts an auth_key, a validation_token, or both naming the
