@@ -96,17 +96,7 @@ func pointToPoint(ctx context.Context, sys *system, scenario string, n int, rate
 	deadline := start.Add(d)
 	var sent atomic.Int64
 	var wg sync.WaitGroup
-	stopProgress := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stopProgress:
-				return
-			case <-time.After(500 * time.Millisecond):
-				progress(col)
-			}
-		}
-	}()
+	stopProgress := tick(col, progress)
 	for i := range n {
 		send, answered, closer, err := sys.sender(i, col)
 		if err != nil {
@@ -139,10 +129,26 @@ func pointToPoint(ctx context.Context, sys *system, scenario string, n int, rate
 		}()
 	}
 	wg.Wait()
-	close(stopProgress)
+	stopProgress()
 	r.Sent = sent.Load()
 	finish(&r, col, sys.srv, start, cpu0, deadline, 1)
 	return r, nil
+}
+
+// tick calls progress every half second until the returned stop is called.
+func tick(col *collector, progress func(*collector)) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(500 * time.Millisecond):
+				progress(col)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // allsparkSystem drives the edge over websockets; destField is dest_id

@@ -40,17 +40,7 @@ func fanOut(ctx context.Context, sys *system, scenario string, sessions, members
 	cpu0 := sys.srv.cpuSeconds()
 	start := time.Now()
 	deadline := start.Add(d)
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(500 * time.Millisecond):
-				progress(col)
-			}
-		}
-	}()
+	stop := tick(col, progress)
 	var wg sync.WaitGroup
 	var sent atomic.Int64
 	for s := range sessions {
@@ -75,7 +65,7 @@ func fanOut(ctx context.Context, sys *system, scenario string, sessions, members
 		}()
 	}
 	wg.Wait()
-	close(stop)
+	stop()
 	r.Sent = sent.Load()
 	finish(&r, col, sys.srv, start, cpu0, deadline, int64(members))
 	return r, nil
@@ -225,19 +215,9 @@ func perUser(ctx context.Context, sys *system, users, senders int, d time.Durati
 			}
 		}()
 	}
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(500 * time.Millisecond):
-				progress(col)
-			}
-		}
-	}()
+	stop := tick(col, progress)
 	wg.Wait()
-	close(stop)
+	stop()
 	r.Sent = sent.Load()
 	finish(&r, col, sys.srv, start, cpu0, deadline, 3)
 	return r, nil

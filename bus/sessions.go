@@ -140,23 +140,16 @@ func (s *Sessions) Create(ctx context.Context, id, creator string, allowAnonymou
 // returns the existing membership unchanged.
 func (s *Sessions) Join(ctx context.Context, id, node string, anonymous bool) (string, error) {
 	var memberID string
-	err := UpdateKV(ctx, s.sessions, Token(id), func(cur []byte) ([]byte, error) {
-		if cur == nil {
-			return nil, ErrSessionNotFound
-		}
-		sess, err := decodeSession(cur)
-		if err != nil {
-			return nil, err
-		}
+	err := s.update(ctx, id, func(sess *Session) error {
 		if m, ok := sess.Members[node]; ok {
 			memberID = m.MemberID
-			return nil, ErrNoChange
+			return ErrNoChange
 		}
 		if anonymous && !sess.AllowAnonymous {
-			return nil, ErrAnonymousNotAllowed
+			return ErrAnonymousNotAllowed
 		}
 		if len(sess.Members) >= MaxSessionMembers {
-			return nil, ErrSessionFull
+			return ErrSessionFull
 		}
 		m := Member{MemberID: node}
 		if anonymous {
@@ -164,7 +157,7 @@ func (s *Sessions) Join(ctx context.Context, id, node string, anonymous bool) (s
 		}
 		sess.Members[node] = m
 		memberID = m.MemberID
-		return json.Marshal(sess)
+		return nil
 	})
 	if err != nil {
 		return "", err
@@ -175,19 +168,12 @@ func (s *Sessions) Join(ctx context.Context, id, node string, anonymous bool) (s
 // Unjoin removes node from the session. Unjoining a session one is not in
 // is not an error.
 func (s *Sessions) Unjoin(ctx context.Context, id, node string) error {
-	err := UpdateKV(ctx, s.sessions, Token(id), func(cur []byte) ([]byte, error) {
-		if cur == nil {
-			return nil, ErrSessionNotFound
-		}
-		sess, err := decodeSession(cur)
-		if err != nil {
-			return nil, err
-		}
+	err := s.update(ctx, id, func(sess *Session) error {
 		if _, ok := sess.Members[node]; !ok {
-			return nil, ErrNoChange
+			return ErrNoChange
 		}
 		delete(sess.Members, node)
-		return json.Marshal(sess)
+		return nil
 	})
 	if err != nil {
 		return err
@@ -199,6 +185,24 @@ func (s *Sessions) Unjoin(ctx context.Context, id, node string) error {
 		}
 		delete(m, id)
 		return json.Marshal(m)
+	})
+}
+
+// update applies change to the stored session id with compare-and-swap;
+// change may return ErrNoChange to skip the write.
+func (s *Sessions) update(ctx context.Context, id string, change func(*Session) error) error {
+	return UpdateKV(ctx, s.sessions, Token(id), func(cur []byte) ([]byte, error) {
+		if cur == nil {
+			return nil, ErrSessionNotFound
+		}
+		sess, err := decodeSession(cur)
+		if err != nil {
+			return nil, err
+		}
+		if err := change(sess); err != nil {
+			return nil, err
+		}
+		return json.Marshal(sess)
 	})
 }
 
