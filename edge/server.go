@@ -67,12 +67,14 @@ type Server struct {
 	stop       chan struct{}
 	bg         sync.WaitGroup
 
-	m             *metrics
-	started       atomic.Bool
-	draining      atomic.Bool
-	announceMu    sync.Mutex // serializes announcements with the withdrawal, so no heartbeat re-adds a drained edge
-	stopOnce      sync.Once
-	slowConsumers atomic.Int64
+	m *metrics
+	// reconnectFrame is the last frame a draining edge sends each client.
+	reconnectFrame []byte
+	started        atomic.Bool
+	draining       atomic.Bool
+	announceMu     sync.Mutex // serializes announcements with the withdrawal, so no heartbeat re-adds a drained edge
+	stopOnce       sync.Once
+	slowConsumers  atomic.Int64
 }
 
 // New validates cfg and builds an edge. It does no I/O.
@@ -92,7 +94,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("jetstream context: %w", err)
 	}
 	s := &Server{cfg: cfg, nc: deps.NATS, js: js, keys: deps.Keys, log: deps.Logger, now: deps.Now, subj: subj,
-		stop: make(chan struct{}), deletes: make(chan uint64, 1<<16)}
+		stop: make(chan struct{}), deletes: make(chan uint64, 1<<16),
+		reconnectFrame: mustJSON(reconnectFrame{Type: "reconnect", AfterMS: 0})}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -287,9 +290,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	cancel()
 	s.announceMu.Unlock()
-	after := mustJSON(reconnectFrame{Type: "reconnect", AfterMS: 0})
 	for _, c := range s.hub.all() {
-		c.closeAfter(after, allspark.CloseGoingAway, "edge shutting down")
+		c.closeAfter(s.reconnectFrame, allspark.CloseGoingAway, "edge shutting down")
 	}
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()

@@ -64,7 +64,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.announcePresence(id.NodeID, true, memberships)
 	}
 	if s.draining.Load() { // Shutdown began while we were registering
-		c.close(allspark.CloseGoingAway, "edge shutting down")
+		c.closeAfter(s.reconnectFrame, allspark.CloseGoingAway, "edge shutting down")
 	}
 }
 
