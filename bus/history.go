@@ -66,33 +66,16 @@ func OpenHistory(ctx context.Context, nc *nats.Conn, subj Subjects, cfg HistoryC
 // append starts publishing frame to the session's history; wait returns
 // its seq once durable, retrying through failovers until ctx ends.
 func (h *History) append(sessionID, msgID string, frame []byte) func(context.Context) (uint64, error) {
-	msg := func() *nats.Msg {
+	wait := durablePublish(h.js, func() *nats.Msg {
 		return &nats.Msg{Subject: h.subj.Session(sessionID), Data: frame,
 			Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
-	}
-	fut, err := h.js.PublishMsgAsync(msg())
+	}, nil)
 	return func(ctx context.Context) (uint64, error) {
-		if err == nil {
-			select {
-			case ack := <-fut.Ok():
-				return ack.Sequence, nil
-			case err = <-fut.Err():
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
+		ack, err := wait(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("append to history: %w", err)
 		}
-		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-			select {
-			case <-ctx.Done():
-				return 0, fmt.Errorf("append to history: %w", err)
-			case <-time.After(backoff):
-			}
-			ack, perr := h.js.PublishMsg(ctx, msg())
-			if perr == nil {
-				return ack.Sequence, nil
-			}
-			err = perr
-		}
+		return ack.Sequence, nil
 	}
 }
 

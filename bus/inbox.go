@@ -112,9 +112,9 @@ func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfi
 }
 
 // Append implements Store: it appends frame to nodeID's inbox (once per
-// msg_id and node) with an asynchronous publish, which keeps the order of
-// appends. Once durable, it queues an undelivered event and nudges the edge
-// that may hold the node right now.
+// msg_id and node) with durablePublish, which keeps the order of appends.
+// Once durable, it queues an undelivered event and nudges the edge that may
+// hold the node right now.
 func (i *Inbox) Append(nodeID, msgID string, frame []byte) func(context.Context) error {
 	dedup := msgID + ":" + Token(nodeID)
 	msg := func() *nats.Msg {
@@ -123,33 +123,23 @@ func (i *Inbox) Append(nodeID, msgID string, frame []byte) func(context.Context)
 			HeaderMsgID:           []string{msgID},
 		}}
 	}
-	fut, err := i.js.PublishMsgAsync(msg())
+	wait := durablePublish(i.js, msg, isInboxFull)
 	return func(ctx context.Context) error {
-		if err == nil {
-			select {
-			case <-fut.Ok():
-			case err = <-fut.Err():
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
-		}
-		// A failed publish (a stream leader election, a lost connection) is
-		// retried until ctx ends; the msg id makes a retry that raced a late
-		// success harmless.
-		for backoff := 50 * time.Millisecond; err != nil; backoff = min(2*backoff, time.Second) {
-			if strings.Contains(err.Error(), "maximum messages per subject exceeded") {
+		if _, err := wait(ctx); err != nil {
+			if isInboxFull(err) {
 				return ErrInboxFull
 			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("append to inbox: %w", err)
-			case <-time.After(backoff):
-			}
-			_, err = i.js.PublishMsg(ctx, msg())
+			return fmt.Errorf("append to inbox: %w", err)
 		}
 		i.stored(nodeID, msgID, dedup, frame)
 		return nil
 	}
+}
+
+// isInboxFull reports JetStream's refusal of a node's message past its
+// per-node cap (DiscardNewPerSubject), which no retry can fix.
+func isInboxFull(err error) bool {
+	return strings.Contains(err.Error(), "maximum messages per subject exceeded")
 }
 
 // stored runs after a message is durable in nodeID's inbox.
