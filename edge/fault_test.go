@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/allspark-rt/allspark/edge"
 	"github.com/allspark-rt/allspark/internal/loadtest"
@@ -38,9 +37,7 @@ func TestNoLossWhenEdgeKilled(t *testing.T) {
 	perSender := loadtest.Scale(1000)
 	total := int64(20 * perSender)
 	go func() {
-		for l.Answered() < total/3 {
-			time.Sleep(time.Millisecond)
-		}
+		l.WaitAnswered(total / 3)
 		b.kill()
 	}()
 	l.RunSenders(senders, perSender, 50)
@@ -65,9 +62,7 @@ func TestNoLossWhenNATSServerKilled(t *testing.T) {
 	total := int64(10 * perSender)
 	leader := inboxLeader(t, c)
 	go func() {
-		for l.Answered() < total/3 {
-			time.Sleep(time.Millisecond)
-		}
+		l.WaitAnswered(total / 3)
 		for _, s := range servers {
 			if s.Name() == leader {
 				s.Shutdown()
@@ -91,9 +86,7 @@ func TestDrainUnderTraffic(t *testing.T) {
 	perSender := loadtest.Scale(1000)
 	drained := make(chan error, 1)
 	go func() {
-		for l.Answered() < int64(10*perSender/3) {
-			time.Sleep(time.Millisecond)
-		}
+		l.WaitAnswered(int64(10 * perSender / 3))
 		drained <- b.srv.Shutdown(context.Background())
 	}()
 	l.RunSenders(senders, perSender, 50)

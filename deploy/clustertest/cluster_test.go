@@ -279,9 +279,7 @@ func TestClusterBehindL4(t *testing.T) {
 	total := int64(9 * perSender)
 	faults := make(chan string, 2)
 	go func() {
-		for l.Answered() < total/4 {
-			time.Sleep(time.Millisecond)
-		}
+		l.WaitAnswered(total/4)
 		busiest := 0
 		for i, a := range edgeAddrs {
 			if connections(a) > connections(edgeAddrs[busiest]) {
@@ -295,9 +293,7 @@ func TestClusterBehindL4(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			faults <- fmt.Sprintf("SIGTERM edge%d: still running after 20s", busiest)
 		}
-		for l.Answered() < total/2 {
-			time.Sleep(time.Millisecond)
-		}
+		l.WaitAnswered(total/2)
 		_ = natsProcs[1].cmd.Process.Kill()
 		faults <- "SIGKILL nats1"
 	}()

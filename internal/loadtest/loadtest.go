@@ -57,6 +57,14 @@ func New(t testing.TB, authKey func(node string) string) *Load {
 // Answered is how many messages have been answered so far.
 func (l *Load) Answered() int64 { return l.answered.Load() }
 
+// WaitAnswered blocks until n messages have been answered: fault tests use
+// it to strike mid-stream.
+func (l *Load) WaitAnswered(n int64) {
+	for l.answered.Load() < n {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // Scale returns n, or n/10 when ALLSPARK_FAULT_SCALE=small (for quick local runs).
 func Scale(n int) int {
 	if os.Getenv("ALLSPARK_FAULT_SCALE") == "small" {
