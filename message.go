@@ -45,7 +45,7 @@ func (m *Message) CheckDest() *Error {
 	}
 	for _, d := range [...]string{m.DestID, m.DestClientID, m.DestSessionID} {
 		if d != "" && !ValidID(d) {
-			return Errorf(CodeBadID, fmt.Sprintf("invalid destination id %q", truncate(d, 40)))
+			return Errorf(CodeBadID, fmt.Sprintf("invalid destination id %q", Truncate(d, 40)))
 		}
 	}
 	if m.MemberID != "" {
@@ -87,7 +87,8 @@ func NewSent(id, msgID string, st Status, err *Error) Sent {
 	return Sent{Type: "sent", ID: id, MsgID: msgID, Status: st, Error: err}
 }
 
-func truncate(s string, n int) string {
+// Truncate cuts client input quoted in an error message to n bytes.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

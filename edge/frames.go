@@ -143,7 +143,7 @@ func decodeFrame(b []byte) (frame, *allspark.Error) {
 		}
 		f.kind, f.sessionID, f.afterSeq, f.limit = kindSync, in.SessionID, in.AfterSeq, in.Limit
 	default:
-		return f, allspark.Errorf(allspark.CodeUnknownType, fmt.Sprintf("unknown frame type %q", truncate(in.Type, 32)))
+		return f, allspark.Errorf(allspark.CodeUnknownType, fmt.Sprintf("unknown frame type %q", allspark.Truncate(in.Type, 32)))
 	}
 	return f, nil
 }
@@ -156,13 +156,6 @@ func countSet(ps ...*string) int {
 		}
 	}
 	return n
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // Server-to-client control frames.
