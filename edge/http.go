@@ -52,6 +52,23 @@ func writeError(w http.ResponseWriter, status int, code allspark.Code, msg strin
 	writeJSON(w, status, errorBody{Error: allspark.Errorf(code, msg)})
 }
 
+// readBody reads a request body of at most limit bytes (limitName says
+// where the limit comes from), answering 413 when it is larger and 400
+// when it cannot be read.
+func readBody(w http.ResponseWriter, r *http.Request, limit int, limitName string) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, allspark.CodeTooLarge, "body over "+limitName)
+			return nil, false
+		}
+		writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, "cannot read body")
+		return nil, false
+	}
+	return body, true
+}
+
 // bearer returns the Authorization bearer token, or "".
 func bearer(r *http.Request) string {
 	h := r.Header.Get("Authorization")
@@ -170,14 +187,8 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "edge is starting")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxFrameBytes)))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, allspark.CodeTooLarge, "body over ALLSPARK_MAX_FRAME_BYTES")
-			return
-		}
-		writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, "cannot read body")
+	body, ok := readBody(w, r, s.cfg.MaxFrameBytes, "ALLSPARK_MAX_FRAME_BYTES")
+	if !ok {
 		return
 	}
 	bm, perr := bus.ParseBackendMessage(body, s.cfg.MaxFrameBytes)

@@ -2,7 +2,7 @@ package edge
 
 import (
 	"encoding/json"
-	"io"
+	"fmt"
 	"net/http"
 
 	"github.com/allspark-rt/allspark"
@@ -25,9 +25,8 @@ func (s *Server) handleAddPushToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, push.MaxTokenLen+256))
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, allspark.CodeTooLarge, "body too large")
+	body, ok := readBody(w, r, push.MaxTokenLen+256, fmt.Sprintf("%d bytes", push.MaxTokenLen+256))
+	if !ok {
 		return
 	}
 	var req pushTokenRequest

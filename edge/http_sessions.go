@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"sort"
 	"time"
@@ -46,9 +45,8 @@ func (s *Server) sessionCall(w http.ResponseWriter, r *http.Request, creating bo
 		return id, sessionRequest{}, false
 	}
 	var req sessionRequest
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, allspark.CodeTooLarge, "body over 4096 bytes")
+	body, ok := readBody(w, r, 4096, "4096 bytes")
+	if !ok {
 		return id, req, false
 	}
 	if len(body) > 0 {
