@@ -268,11 +268,7 @@ func (c *conn) deliver(frame []byte, msgID, reply string) bool {
 		return true
 	}
 	c.mu.Unlock()
-	kind := "session"
-	if msgID != "" {
-		kind = "direct"
-	}
-	c.s.m.out.WithLabelValues(kind).Inc()
+	c.s.m.delivered(msgID)
 	return c.send(frame)
 }
 
@@ -381,17 +377,17 @@ func (c *conn) stopped() {
 // handle processes one frame from the client, on the reader goroutine.
 func (c *conn) handle(op gws.Opcode, data []byte) {
 	if op != gws.OpcodeText {
-		c.s.m.in.WithLabelValues("bad").Inc()
+		c.s.m.frameIn(0)
 		c.send(encodeError("", allspark.Errorf(allspark.CodeBadFrame, "only text frames are accepted")))
 		return
 	}
 	f, perr := decodeFrame(data)
 	if perr != nil {
-		c.s.m.in.WithLabelValues("bad").Inc()
+		c.s.m.frameIn(0)
 		c.send(encodeError(f.id, perr))
 		return
 	}
-	c.s.m.in.WithLabelValues(f.kind.String()).Inc()
+	c.s.m.frameIn(f.kind)
 	switch f.kind {
 	case kindPing:
 		c.send(pongFrame)

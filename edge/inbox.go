@@ -73,11 +73,7 @@ func (c *conn) finishReplay(pending int) {
 	for _, h := range c.held {
 		if _, dup := c.replayed[h.msgID]; !dup || h.msgID == "" {
 			c.queueLocked(h.frame)
-			kind := "session"
-			if h.msgID != "" {
-				kind = "direct"
-			}
-			c.s.m.out.WithLabelValues(kind).Inc()
+			c.s.m.delivered(h.msgID)
 		}
 	}
 	c.held, c.replayed = nil, nil

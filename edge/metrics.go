@@ -20,6 +20,13 @@ type metrics struct {
 	stored     prometheus.Counter // copies stored in inboxes
 	replayed   prometheus.Counter // messages replayed from inboxes
 	slow       prometheus.Counter
+
+	// Resolved once: these are counted on every frame, and WithLabelValues
+	// hashes its labels on each call.
+	inByKind  [kindSync + 1]prometheus.Counter // index 0: bad frames
+	outDirect prometheus.Counter
+	outSess   prometheus.Counter
+	sentBy    map[allspark.Status]prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, nc *nats.Conn, h *hub) *metrics {
@@ -40,6 +47,14 @@ func newMetrics(reg *prometheus.Registry, nc *nats.Conn, h *hub) *metrics {
 		slow: prometheus.NewCounter(prometheus.CounterOpts{Name: "allspark_slow_consumer_disconnects_total",
 			Help: "Connections closed with 4009 because their send queue filled."}),
 	}
+	for k := range m.inByKind {
+		m.inByKind[k] = m.in.WithLabelValues(frameKind(k).String())
+	}
+	m.outDirect, m.outSess = m.out.WithLabelValues("direct"), m.out.WithLabelValues("session")
+	m.sentBy = map[allspark.Status]prometheus.Counter{}
+	for _, st := range []allspark.Status{allspark.StatusDelivered, allspark.StatusStored, allspark.StatusRejected} {
+		m.sentBy[st] = m.sent.WithLabelValues(string(st))
+	}
 	reg.MustRegister(m.in, m.out, m.sent, m.ackLatency, m.stored, m.replayed, m.slow,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "allspark_connections", Help: "Open websocket connections."},
 			func() float64 { return float64(h.count.Load()) }),
@@ -50,7 +65,20 @@ func newMetrics(reg *prometheus.Registry, nc *nats.Conn, h *hub) *metrics {
 }
 
 // outcome counts an answer to a send.
-func (m *metrics) outcome(s allspark.Sent) { m.sent.WithLabelValues(string(s.Status)).Inc() }
+func (m *metrics) outcome(s allspark.Sent) { m.sentBy[s.Status].Inc() }
+
+// frameIn counts a frame from a client; kind 0 is a frame that was refused.
+func (m *metrics) frameIn(k frameKind) { m.inByKind[k].Inc() }
+
+// delivered counts a message written towards a client: a direct one
+// (tracked for acks by msg_id) or a session one.
+func (m *metrics) delivered(msgID string) {
+	if msgID != "" {
+		m.outDirect.Inc()
+	} else {
+		m.outSess.Inc()
+	}
+}
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
