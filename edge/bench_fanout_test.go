@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allspark-rt/allspark/internal/testutil"
 	"github.com/lxzan/gws"
 )
 
@@ -104,15 +105,14 @@ func BenchmarkRawWebsocketFanoutBaseline(b *testing.B) {
 	for range fanoutMembers - 1 {
 		dialCounter(b, "ws"+strings.TrimPrefix(hs.URL, "http"), &received)
 	}
-	for {
+	testutil.Eventually(b, 2*time.Minute, func() error {
 		mu.Lock()
-		n := len(conns)
-		mu.Unlock()
-		if n == fanoutMembers-1 {
-			break
+		defer mu.Unlock()
+		if n := len(conns); n != fanoutMembers-1 {
+			return fmt.Errorf("%d of %d members connected", n, fanoutMembers-1)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	frame := []byte(`{"seq":12345,"msg_id":"01J000000000000000000000","src_id":"m0000","dest_session_id":"big","payload":"a chat line of typical length, around sixty bytes","ts":1795787583210}`)
 	b.ResetTimer()
 	start := time.Now()

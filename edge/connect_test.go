@@ -108,9 +108,12 @@ func TestConnectOffersLeastLoadedEdge(t *testing.T) {
 // A drained edge is withdrawn at once.
 func TestShutdownWithdrawsEdge(t *testing.T) {
 	c := newCluster(t)
-	a, b := c.edge("edge-a"), c.edge("edge-b")
+	// Heartbeats long enough that an entry goes stale only after 3×3 s: a
+	// withdrawal seen within 4 s is the drain's delete, not staleness.
+	slow := func(cfg *edge.Config) { cfg.Heartbeat = 3 * time.Second }
+	a, b := c.edge("edge-a", slow), c.edge("edge-b", slow)
 	c.dial(a, "n1", "n1")
-	testutil.Eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		if ci := getConnect(t, a.http.URL, "/v1/connect", c.authKey("x", "x")); ci.Edge.ID != "edge-b" {
 			return fmt.Errorf("offered %s", ci.Edge.ID)
 		}
@@ -121,7 +124,7 @@ func TestShutdownWithdrawsEdge(t *testing.T) {
 	}
 	// Withdrawn at once; other edges see it as soon as their watch delivers
 	// the deletion, well before a heartbeat would go stale.
-	testutil.Eventually(t, b.cfg.Heartbeat, func() error {
+	testutil.Eventually(t, 4*time.Second, func() error {
 		if ci := getConnect(t, a.http.URL, "/v1/connect", c.authKey("x", "x")); ci.Edge.ID != "edge-a" {
 			return fmt.Errorf("drained edge still offered: %s", ci.Edge.ID)
 		}

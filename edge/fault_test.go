@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/allspark-rt/allspark/edge"
 	"github.com/allspark-rt/allspark/internal/loadtest"
@@ -37,8 +38,9 @@ func TestNoLossWhenEdgeKilled(t *testing.T) {
 	perSender := loadtest.Scale(1000)
 	total := int64(20 * perSender)
 	go func() {
-		l.WaitAnswered(total / 3)
-		b.kill()
+		if l.WaitAnswered(total/3, time.Minute) {
+			b.kill()
+		}
 	}()
 	l.RunSenders(senders, perSender, 50)
 	if t.Failed() {
@@ -62,7 +64,9 @@ func TestNoLossWhenNATSServerKilled(t *testing.T) {
 	total := int64(10 * perSender)
 	leader := inboxLeader(t, c)
 	go func() {
-		l.WaitAnswered(total / 3)
+		if !l.WaitAnswered(total/3, time.Minute) {
+			return
+		}
 		for _, s := range servers {
 			if s.Name() == leader {
 				s.Shutdown()
@@ -86,7 +90,10 @@ func TestDrainUnderTraffic(t *testing.T) {
 	perSender := loadtest.Scale(1000)
 	drained := make(chan error, 1)
 	go func() {
-		l.WaitAnswered(int64(10 * perSender / 3))
+		if !l.WaitAnswered(int64(10*perSender/3), time.Minute) {
+			drained <- nil
+			return
+		}
 		drained <- b.srv.Shutdown(context.Background())
 	}()
 	l.RunSenders(senders, perSender, 50)

@@ -153,10 +153,22 @@ func TestSessionFanOutAndAnonymity(t *testing.T) {
 			return n == len(senders)
 		})
 	}
-	time.Sleep(50 * time.Millisecond) // a duplicate would have arrived by now
+	// A duplicate would travel the same ordered live subject as the
+	// original, so it arrives before a barrier sent after it: wait for one
+	// barrier on every member (m1's reaches all but m1, the owner's reaches
+	// m1), then count everything else.
+	m1.Send(t, map[string]any{"id": "barrier", "dest_session_id": "room-1", "payload": "barrier"})
+	owner.Send(t, map[string]any{"id": "barrier", "dest_session_id": "room-1", "payload": "barrier"})
+	isBarrier := func(f wstest.Frame) bool { return string(f.Payload) == `"barrier"` }
+	for id, r := range recs {
+		r.waitFor(t, "barrier for "+id, func(f wstest.Frame) bool { return f.IsMessage() && isBarrier(f) })
+	}
 	for id, r := range recs {
 		got := map[string]int{}
 		for _, f := range sessionMsgs(r.snapshot(), "room-1") {
+			if isBarrier(f) {
+				continue
+			}
 			got[f.MsgID]++
 			if f.Seq == 0 || f.Seq != seqs[f.MsgID] {
 				t.Errorf("%s got seq %d for %s, sender was told %d", id, f.Seq, f.MsgID, seqs[f.MsgID])

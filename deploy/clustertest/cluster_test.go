@@ -248,9 +248,15 @@ func TestClusterBehindL4(t *testing.T) {
 	ws := "ws://" + lb + "/v1/ws"
 	l := loadtest.New(t, authKey)
 	l.RedialSender = func(i int) *wstest.Client {
+		deadline := time.Now().Add(30 * time.Second)
 		for {
-			if c, _, err := wstest.DialErr(ws + "?auth_key=" + authKey(fmt.Sprintf("sender%02d", i))); err == nil {
+			c, _, err := wstest.DialErr(ws + "?auth_key=" + authKey(fmt.Sprintf("sender%02d", i)))
+			if err == nil {
 				return c
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("sender %d: cannot reconnect through the balancer for 30s: %v", i, err)
+				return nil
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -279,7 +285,11 @@ func TestClusterBehindL4(t *testing.T) {
 	total := int64(9 * perSender)
 	faults := make(chan string, 2)
 	go func() {
-		l.WaitAnswered(total/4)
+		if !l.WaitAnswered(total/4, 2*time.Minute) {
+			faults <- "no fault injected: traffic stalled"
+			faults <- "no fault injected: traffic stalled"
+			return
+		}
 		busiest := 0
 		for i, a := range edgeAddrs {
 			if connections(a) > connections(edgeAddrs[busiest]) {
@@ -293,7 +303,10 @@ func TestClusterBehindL4(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			faults <- fmt.Sprintf("SIGTERM edge%d: still running after 20s", busiest)
 		}
-		l.WaitAnswered(total/2)
+		if !l.WaitAnswered(total/2, 2*time.Minute) {
+			faults <- "nats1 not killed: traffic stalled"
+			return
+		}
 		_ = natsProcs[1].cmd.Process.Kill()
 		faults <- "SIGKILL nats1"
 	}()

@@ -26,6 +26,7 @@ type Load struct {
 	recipients []*recipient
 	// RedialSender, if set, reconnects sender i after its connection
 	// drops; its unanswered messages were never promised and are abandoned.
+	// It returns nil when it gave up (having failed the test).
 	RedialSender func(i int) *wstest.Client
 	abandoned    atomic.Int64
 
@@ -57,12 +58,20 @@ func New(t testing.TB, authKey func(node string) string) *Load {
 // Answered is how many messages have been answered so far.
 func (l *Load) Answered() int64 { return l.answered.Load() }
 
-// WaitAnswered blocks until n messages have been answered: fault tests use
-// it to strike mid-stream.
-func (l *Load) WaitAnswered(n int64) {
+// WaitAnswered blocks until n messages have been answered, and reports
+// whether they were within the timeout: fault tests use it to strike
+// mid-stream. On timeout it fails the test (it may run on any goroutine)
+// rather than leave the fault uninjected and the test hanging.
+func (l *Load) WaitAnswered(n int64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
 	for l.answered.Load() < n {
+		if time.Now().After(deadline) {
+			l.t.Errorf("waited %s for %d answers; %d came", timeout, n, l.answered.Load())
+			return false
+		}
 		time.Sleep(time.Millisecond)
 	}
+	return true
 }
 
 // Scale returns n, or n/10 when ALLSPARK_FAULT_SCALE=small (for quick local runs).
@@ -186,7 +195,7 @@ func (l *Load) RunSenders(senders []*wstest.Client, perSender, window int) {
 				answered += len(pending)
 				clear(pending)
 				s = l.RedialSender(si)
-				return true
+				return s != nil
 			}
 			for answered < perSender {
 				for sent < perSender && len(pending) < window {
