@@ -34,6 +34,10 @@ type Identity struct {
 type claims struct {
 	ClientID string `json:"cid,omitempty"`
 	Kind     string `json:"knd,omitempty"` // "vt" on validation tokens; absent on auth keys
+	// KeyExp, on validation tokens only, is the expiry of the auth_key the
+	// token was minted for. A connection opened with the token must end by
+	// then: the token admits a connection, the key bounds its life.
+	KeyExp *jwt.NumericDate `json:"kex,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -61,44 +65,66 @@ func NewKeys(secret string, now func() time.Time) (*Keys, error) {
 // MintAuthKey signs an auth_key for id valid for ttl. Applications normally
 // mint these in their own backend; this serves `edge token` and tests.
 func (k *Keys) MintAuthKey(id Identity, ttl time.Duration) (string, error) {
-	tok, _, err := k.mint(k.authKey, id, ttl, "")
+	tok, _, err := k.mint(k.authKey, id, k.now().Add(ttl), claims{})
 	return tok, err
 }
 
-// MintValidationToken signs a validation token for id valid for ttl, and
+// MintValidationToken signs a validation token for id, valid for ttl but
+// never past keyExp, the expiry of the auth_key it was minted for, and
 // returns its expiry.
-func (k *Keys) MintValidationToken(id Identity, ttl time.Duration) (string, time.Time, error) {
-	return k.mint(k.valKey, id, ttl, kindValidation)
+func (k *Keys) MintValidationToken(id Identity, ttl time.Duration, keyExp time.Time) (string, time.Time, error) {
+	if keyExp.IsZero() || ttl <= 0 {
+		return "", time.Time{}, fmt.Errorf("mint validation token: need a positive ttl (got %s) and the auth_key's expiry", ttl)
+	}
+	exp := k.now().Add(ttl)
+	if keyExp.Before(exp) {
+		exp = keyExp
+	}
+	return k.mint(k.valKey, id, exp, claims{Kind: kindValidation, KeyExp: jwt.NewNumericDate(keyExp)})
 }
 
 // VerifyAuthKey checks an auth_key and returns its identity and expiry.
 // ClientID defaults to NodeID when the token has no cid.
 func (k *Keys) VerifyAuthKey(tok string) (Identity, time.Time, error) {
-	return k.verify(k.authKey, tok, "")
+	id, c, err := k.verify(k.authKey, tok, "")
+	if err != nil {
+		return Identity{}, time.Time{}, err
+	}
+	return id, c.ExpiresAt.Time, nil
 }
 
-// VerifyValidationToken checks a validation token minted by MintValidationToken.
+// VerifyValidationToken checks a validation token minted by
+// MintValidationToken. It returns the expiry of the auth_key the token was
+// minted for: a connection the token admits must end by then.
 func (k *Keys) VerifyValidationToken(tok string) (Identity, time.Time, error) {
-	return k.verify(k.valKey, tok, kindValidation)
+	id, c, err := k.verify(k.valKey, tok, kindValidation)
+	if err != nil {
+		return Identity{}, time.Time{}, err
+	}
+	if c.KeyExp == nil {
+		return Identity{}, time.Time{}, fmt.Errorf("%w: no auth_key expiry (kex)", ErrInvalid)
+	}
+	return id, c.KeyExp.Time, nil
 }
 
-func (k *Keys) mint(key []byte, id Identity, ttl time.Duration, kind string) (string, time.Time, error) {
+// mint signs c, completed with id and exp, with key.
+func (k *Keys) mint(key []byte, id Identity, exp time.Time, c claims) (string, time.Time, error) {
 	if !allspark.ValidID(id.NodeID) {
 		return "", time.Time{}, fmt.Errorf("mint token: invalid node id %q", id.NodeID)
 	}
 	if id.ClientID != "" && !allspark.ValidID(id.ClientID) {
 		return "", time.Time{}, fmt.Errorf("mint token: invalid client id %q", id.ClientID)
 	}
-	if ttl <= 0 {
-		return "", time.Time{}, fmt.Errorf("mint token: ttl must be positive, got %s", ttl)
-	}
 	now := k.now()
-	exp := now.Add(ttl)
-	c := claims{ClientID: id.ClientID, Kind: kind, RegisteredClaims: jwt.RegisteredClaims{
+	if !exp.After(now) {
+		return "", time.Time{}, fmt.Errorf("mint token: expiry %s is not in the future", exp.UTC().Format(time.RFC3339))
+	}
+	c.ClientID = id.ClientID
+	c.RegisteredClaims = jwt.RegisteredClaims{
 		Subject:   id.NodeID,
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(exp),
-	}}
+	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(key)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
@@ -107,9 +133,9 @@ func (k *Keys) mint(key []byte, id Identity, ttl time.Duration, kind string) (st
 	return s, exp.Truncate(time.Second), nil
 }
 
-func (k *Keys) verify(key []byte, tok string, kind string) (Identity, time.Time, error) {
+func (k *Keys) verify(key []byte, tok string, kind string) (Identity, claims, error) {
 	if tok == "" {
-		return Identity{}, time.Time{}, fmt.Errorf("%w: empty", ErrInvalid)
+		return Identity{}, claims{}, fmt.Errorf("%w: empty", ErrInvalid)
 	}
 	var c claims
 	_, err := jwt.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) { return key, nil },
@@ -119,19 +145,19 @@ func (k *Keys) verify(key []byte, tok string, kind string) (Identity, time.Time,
 	)
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return Identity{}, time.Time{}, ErrExpired
+		return Identity{}, claims{}, ErrExpired
 	case err != nil:
-		return Identity{}, time.Time{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return Identity{}, claims{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	case c.Kind != kind:
-		return Identity{}, time.Time{}, fmt.Errorf("%w: wrong token kind", ErrInvalid)
+		return Identity{}, claims{}, fmt.Errorf("%w: wrong token kind", ErrInvalid)
 	case !allspark.ValidID(c.Subject):
-		return Identity{}, time.Time{}, fmt.Errorf("%w: sub is not a valid node id", ErrInvalid)
+		return Identity{}, claims{}, fmt.Errorf("%w: sub is not a valid node id", ErrInvalid)
 	case c.ClientID != "" && !allspark.ValidID(c.ClientID):
-		return Identity{}, time.Time{}, fmt.Errorf("%w: cid is not a valid client id", ErrInvalid)
+		return Identity{}, claims{}, fmt.Errorf("%w: cid is not a valid client id", ErrInvalid)
 	}
 	id := Identity{NodeID: c.Subject, ClientID: c.ClientID}
 	if id.ClientID == "" {
 		id.ClientID = id.NodeID
 	}
-	return id, c.ExpiresAt.Time, nil
+	return id, c, nil
 }

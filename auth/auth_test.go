@@ -52,7 +52,7 @@ func TestVerifyRejects(t *testing.T) {
 	other, _ := auth.NewKeys("another-secret-of-enough-length", func() time.Time { return now })
 	good, _ := k.MintAuthKey(auth.Identity{NodeID: "alice"}, time.Minute)
 	forged, _ := other.MintAuthKey(auth.Identity{NodeID: "alice"}, time.Minute)
-	vt, _, _ := k.MintValidationToken(auth.Identity{NodeID: "alice"}, time.Minute)
+	vt, _, _ := k.MintValidationToken(auth.Identity{NodeID: "alice"}, time.Minute, now.Add(time.Hour))
 	noExp, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice"}).SignedString([]byte(secret))
 	noSub, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"exp": now.Add(time.Hour).Unix()}).SignedString([]byte(secret))
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Hour).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
@@ -89,6 +89,43 @@ func TestVerifyRejects(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+// A validation token never outlives its auth_key, and it tells the edge
+// when the key expires, so a connection it admits ends by then.
+func TestValidationTokenBoundByKey(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	k := newKeys(t, &now)
+	alice := auth.Identity{NodeID: "alice"}
+	cases := []struct {
+		name           string
+		ttl, keyLeft   time.Duration
+		wantExp, wantK time.Duration // token exp and reported key expiry, from now
+	}{
+		{"key outlives token", time.Minute, time.Hour, time.Minute, time.Hour},
+		{"key expires first", time.Minute, 10 * time.Second, 10 * time.Second, 10 * time.Second},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tok, exp, err := k.MintValidationToken(alice, c.ttl, now.Add(c.keyLeft))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !exp.Equal(now.Add(c.wantExp)) {
+				t.Fatalf("token expires at +%s, want +%s", exp.Sub(now), c.wantExp)
+			}
+			_, keyExp, err := k.VerifyValidationToken(tok)
+			if err != nil || !keyExp.Equal(now.Add(c.wantK)) {
+				t.Fatalf("key expiry +%s (err %v), want +%s", keyExp.Sub(now), err, c.wantK)
+			}
+		})
+	}
+	if _, _, err := k.MintValidationToken(alice, time.Minute, time.Time{}); err == nil {
+		t.Fatal("a validation token was minted without its key's expiry")
+	}
+	if _, _, err := k.MintValidationToken(alice, time.Minute, now.Add(-time.Second)); err == nil {
+		t.Fatal("a validation token was minted for an expired key")
+	}
 }
 
 func TestShortSecretRefused(t *testing.T) {

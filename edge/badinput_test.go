@@ -40,8 +40,8 @@ func TestBadCredentialsGet401BeforeUpgrade(t *testing.T) {
 	forged, _ := forger.MintAuthKey(auth.Identity{NodeID: "alice"}, time.Hour)
 	past, _ := auth.NewKeys(testSecret, func() time.Time { return time.Now().Add(-2 * time.Hour) })
 	expired, _ := past.MintAuthKey(auth.Identity{NodeID: "alice"}, time.Hour)
-	expiredVT, _, _ := past.MintValidationToken(auth.Identity{NodeID: "alice"}, time.Minute)
-	bobVT, _, _ := c.keys.MintValidationToken(auth.Identity{NodeID: "bob"}, time.Minute)
+	expiredVT, _, _ := past.MintValidationToken(auth.Identity{NodeID: "alice"}, time.Minute, time.Now().Add(-time.Hour))
+	bobVT, _, _ := c.keys.MintValidationToken(auth.Identity{NodeID: "bob"}, time.Minute, time.Now().Add(time.Hour))
 	good := c.authKey("alice", "alice")
 	q := url.QueryEscape
 

@@ -87,12 +87,18 @@ func authKeyOf(r *http.Request) string {
 
 // authenticate checks the request's auth_key.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Identity, bool) {
-	id, _, err := s.keys.VerifyAuthKey(authKeyOf(r))
+	id, _, ok := s.authenticateUntil(w, r)
+	return id, ok
+}
+
+// authenticateUntil is authenticate that also returns the key's expiry.
+func (s *Server) authenticateUntil(w http.ResponseWriter, r *http.Request) (auth.Identity, time.Time, bool) {
+	id, exp, err := s.keys.VerifyAuthKey(authKeyOf(r))
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, allspark.CodeUnauthorized, authMessage("auth_key", err))
-		return auth.Identity{}, false
+		return auth.Identity{}, time.Time{}, false
 	}
-	return id, true
+	return id, exp, true
 }
 
 func authMessage(what string, err error) string {
@@ -131,7 +137,7 @@ type connectResponse struct {
 // handleConnect answers pre-connection info: a validation token and the
 // least-loaded live edge of the cluster.
 func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.authenticate(w, r)
+	id, keyExp, ok := s.authenticateUntil(w, r)
 	if !ok {
 		return
 	}
@@ -139,7 +145,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "edge is starting")
 		return
 	}
-	tok, exp, err := s.keys.MintValidationToken(id, s.cfg.ValidationTTL)
+	tok, exp, err := s.keys.MintValidationToken(id, s.cfg.ValidationTTL, keyExp)
 	if err != nil {
 		s.log.Error("mint validation token", "err", err)
 		writeError(w, http.StatusInternalServerError, allspark.CodeInternal, "cannot mint validation token")

@@ -88,8 +88,9 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, err
 }
 
 // wsIdentity accepts an auth_key, a validation_token, or both naming the
-// same node. exp is the auth_key's expiry (zero when only a validation token
-// was given: that token admits a connection, it does not bound its life).
+// same node. exp is the auth_key's expiry; a validation token carries the
+// expiry of the key it was minted for, so a connection never outlives the
+// key behind it, however it was opened.
 func (s *Server) wsIdentity(w http.ResponseWriter, r *http.Request) (auth.Identity, time.Time, bool) {
 	key, vt := authKeyOf(r), r.URL.Query().Get("validation_token")
 	fail := func(msg string) (auth.Identity, time.Time, bool) {
@@ -109,8 +110,12 @@ func (s *Server) wsIdentity(w http.ResponseWriter, r *http.Request) (auth.Identi
 	}
 	if vt != "" {
 		var err error
-		if vid, _, err = s.keys.VerifyValidationToken(vt); err != nil {
+		var keyExp time.Time
+		if vid, keyExp, err = s.keys.VerifyValidationToken(vt); err != nil {
 			return fail(authMessage("validation_token", err))
+		}
+		if exp.IsZero() || keyExp.Before(exp) {
+			exp = keyExp
 		}
 		if key != "" && vid != id {
 			return fail("auth_key and validation_token name different nodes")
