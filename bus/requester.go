@@ -63,10 +63,11 @@ type pendingRequest struct {
 // NewRequester subscribes to a fresh inbox prefix on nc. Requests time out
 // after timeout.
 func NewRequester(nc *nats.Conn, timeout time.Duration, now func() time.Time) (*Requester, error) {
-	// A private prefix, not nc.NewRespInbox(): that one is shared with
+	// A private prefix (under the connection's inbox prefix, which backends
+	// cannot subscribe to), not nc.NewRespInbox(): that one is shared with
 	// nats.go's own request mux, and the server addresses a no-responders
 	// status to just one of the subscriptions matching the reply subject.
-	r := &Requester{nc: nc, prefix: nats.NewInbox() + ".", timeout: timeout, now: now,
+	r := &Requester{nc: nc, prefix: nc.NewInbox() + ".", timeout: timeout, now: now,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	for i := range r.shards {
 		r.shards[i].pending = make(map[uint64]*pendingRequest)

@@ -26,6 +26,13 @@ type ServerConfig struct {
 
 	// MaxStore caps JetStream file storage in bytes; 0 lets the server choose.
 	MaxStore int64
+
+	// Users may connect, each with its role's permissions. Empty means no
+	// authentication at all: only for tests and an explicit opt-out.
+	Users []NATSUser
+	// SubjectPrefix is the prefix whose subjects backends are allowed
+	// (default "allspark").
+	SubjectPrefix string
 }
 
 // StartServer starts nats-server and waits until it accepts clients.
@@ -47,6 +54,15 @@ func StartServer(cfg ServerConfig, log *slog.Logger) (*server.Server, error) {
 	}
 	if opts.Port == 0 {
 		opts.Port = server.RANDOM_PORT
+	}
+	if len(cfg.Users) > 0 {
+		prefix := cfg.SubjectPrefix
+		if prefix == "" {
+			prefix = "allspark"
+		}
+		if opts.Users, err = serverUsers(cfg.Users, prefix); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.ClusterName != "" {
 		ch, cp, err := splitHostPort(cfg.ClusterListen)

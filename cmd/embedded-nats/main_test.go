@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,15 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// A cluster whose servers would each generate their own passwords is refused.
+func TestClusterNeedsGivenCredentials(t *testing.T) {
+	err := run(context.Background(), []string{"-listen", "127.0.0.1:0", "-store", t.TempDir(), "-cluster-name", "c"},
+		func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "ALLSPARK_NATS_PASSWORD") {
+		t.Fatalf("err = %v", err)
+	}
+}
 
 // Three processes' worth of run() form a JetStream cluster that serves an R3 stream.
 func TestThreeServerCluster(t *testing.T) {
@@ -34,7 +44,8 @@ func TestThreeServerCluster(t *testing.T) {
 		pr, pw := io.Pipe()
 		args := []string{"-name", fmt.Sprintf("n%d", i), "-listen", "127.0.0.1:0", "-store", t.TempDir(),
 			"-cluster-name", "test", "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", ports[i]), "-routes", routes}
-		go func() { dones <- run(ctx, args, func(string) string { return "" }, pw); pw.Close() }()
+		env := map[string]string{"ALLSPARK_NATS_PASSWORD": "svc-secret", "ALLSPARK_NATS_BACKEND_PASSWORD": "be-secret"}
+		go func() { dones <- run(ctx, args, func(k string) string { return env[k] }, pw); pw.Close() }()
 		go func() {
 			re := regexp.MustCompile(`embedded-nats ready" client_url=(\S+)`)
 			sc := bufio.NewScanner(pr)
@@ -53,7 +64,11 @@ func TestThreeServerCluster(t *testing.T) {
 			t.Fatal("servers not ready")
 		}
 	}
-	nc, err := nats.Connect(url)
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Fatal("connected without credentials")
+	}
+	nc, err := nats.Connect(url, nats.UserInfo("allspark", "svc-secret"))
 	if err != nil {
 		t.Fatal(err)
 	}

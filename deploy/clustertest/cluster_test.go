@@ -30,6 +30,11 @@ import (
 
 const secret = "cluster-test-secret-0123456789"
 
+// The cluster's NATS credentials, as an operator sets them on every server.
+var natsCredentials = []string{"ALLSPARK_NATS_PASSWORD=svc-pw-0123456789", "ALLSPARK_NATS_BACKEND_PASSWORD=be-pw-0123456789"}
+
+const natsUser = "allspark:svc-pw-0123456789"
+
 // build compiles the commands once into dir.
 func build(t *testing.T, dir string) {
 	t.Helper()
@@ -212,14 +217,14 @@ func startCluster(t *testing.T, publicURL string, edgeEnv ...string) *cluster {
 	for i := range 3 {
 		addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 		natsAddrs = append(natsAddrs, addr)
-		c.natsProcs = append(c.natsProcs, start(t, c.dir, fmt.Sprintf("nats%d", i), nil, filepath.Join(c.dir, "embedded-nats"), "-log-level", "debug",
+		c.natsProcs = append(c.natsProcs, start(t, c.dir, fmt.Sprintf("nats%d", i), natsCredentials, filepath.Join(c.dir, "embedded-nats"), "-log-level", "debug",
 			"-name", fmt.Sprintf("nats%d", i), "-listen", addr, "-store", filepath.Join(c.dir, fmt.Sprintf("store%d", i)),
 			"-cluster-name", "allspark", "-cluster-listen", fmt.Sprintf("127.0.0.1:%d", routePorts[i]), "-routes", strings.Join(routes, ",")))
 	}
 	for _, a := range natsAddrs {
 		waitTCP(t, a)
 	}
-	c.natsURL = "nats://" + strings.Join(natsAddrs, ",nats://")
+	c.natsURL = "nats://" + natsUser + "@" + strings.Join(natsAddrs, ",nats://"+natsUser+"@")
 
 	began := time.Now()
 	for i := range 3 {
