@@ -46,25 +46,60 @@ const kindValidation = "vt"
 // Keys mints and verifies tokens with one shared secret. Validation tokens are
 // signed with a key derived from it, so an auth_key can never pass as a
 // validation token (nor the reverse) even though both are HS256 JWTs.
+//
+// With a JWKS file (WithJWKSFile), auth_keys are instead signed by the
+// application's private key (RS*, PS*, ES*, EdDSA) and verified with the
+// public keys in the file; the secret then only signs validation tokens,
+// so an edge holds nothing that can mint an auth_key.
 type Keys struct {
 	authKey []byte
 	valKey  []byte
 	now     func() time.Time
+	jwks    *jwksFile // nil: auth_keys are HS256 with the secret
+}
+
+// Option configures Keys.
+type Option func(*Keys) error
+
+// WithJWKSFile verifies auth_keys with the public keys of the JWKS file at
+// path, reloaded when the file changes, instead of the shared secret.
+func WithJWKSFile(path string) Option {
+	return func(k *Keys) error {
+		j, err := openJWKS(path, k.now)
+		if err != nil {
+			return err
+		}
+		k.jwks = j
+		return nil
+	}
 }
 
 // NewKeys returns Keys for secret (its UTF-8 bytes as given). now is the clock.
-func NewKeys(secret string, now func() time.Time) (*Keys, error) {
+func NewKeys(secret string, now func() time.Time, opts ...Option) (*Keys, error) {
 	if len(secret) < MinSecretLen {
 		return nil, fmt.Errorf("auth secret must be at least %d bytes, got %d", MinSecretLen, len(secret))
 	}
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write([]byte("allspark validation token v1"))
-	return &Keys{authKey: []byte(secret), valKey: mac.Sum(nil), now: now}, nil
+	k := &Keys{authKey: []byte(secret), valKey: mac.Sum(nil), now: now}
+	for _, o := range opts {
+		if err := o(k); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
 }
+
+// ErrCannotMint: with a JWKS file, auth_keys are signed by the application's
+// private key, which an edge never holds.
+var ErrCannotMint = errors.New("auth_keys are verified with a JWKS file: sign them with your private key, not the edge")
 
 // MintAuthKey signs an auth_key for id valid for ttl. Applications normally
 // mint these in their own backend; this serves `edge token` and tests.
 func (k *Keys) MintAuthKey(id Identity, ttl time.Duration) (string, error) {
+	if k.jwks != nil {
+		return "", ErrCannotMint
+	}
 	tok, _, err := k.mint(k.authKey, id, k.now().Add(ttl), claims{})
 	return tok, err
 }
@@ -86,7 +121,11 @@ func (k *Keys) MintValidationToken(id Identity, ttl time.Duration, keyExp time.T
 // VerifyAuthKey checks an auth_key and returns its identity and expiry.
 // ClientID defaults to NodeID when the token has no cid.
 func (k *Keys) VerifyAuthKey(tok string) (Identity, time.Time, error) {
-	id, c, err := k.verify(k.authKey, tok, "")
+	key, algs := secretKey(k.authKey), []string{jwt.SigningMethodHS256.Alg()}
+	if k.jwks != nil {
+		key, algs = k.jwks.keyfunc, asymmetricAlgs
+	}
+	id, c, err := k.verify(key, algs, tok, "")
 	if err != nil {
 		return Identity{}, time.Time{}, err
 	}
@@ -97,7 +136,7 @@ func (k *Keys) VerifyAuthKey(tok string) (Identity, time.Time, error) {
 // MintValidationToken. It returns the expiry of the auth_key the token was
 // minted for: a connection the token admits must end by then.
 func (k *Keys) VerifyValidationToken(tok string) (Identity, time.Time, error) {
-	id, c, err := k.verify(k.valKey, tok, kindValidation)
+	id, c, err := k.verify(secretKey(k.valKey), []string{jwt.SigningMethodHS256.Alg()}, tok, kindValidation)
 	if err != nil {
 		return Identity{}, time.Time{}, err
 	}
@@ -133,13 +172,17 @@ func (k *Keys) mint(key []byte, id Identity, exp time.Time, c claims) (string, t
 	return s, exp.Truncate(time.Second), nil
 }
 
-func (k *Keys) verify(key []byte, tok string, kind string) (Identity, claims, error) {
+func secretKey(b []byte) jwt.Keyfunc { return func(*jwt.Token) (any, error) { return b, nil } }
+
+// verify checks tok's signature with key, accepting only algs, and its
+// claims for a token of kind.
+func (k *Keys) verify(key jwt.Keyfunc, algs []string, tok string, kind string) (Identity, claims, error) {
 	if tok == "" {
 		return Identity{}, claims{}, fmt.Errorf("%w: empty", ErrInvalid)
 	}
 	var c claims
-	_, err := jwt.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) { return key, nil },
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+	_, err := jwt.ParseWithClaims(tok, &c, key,
+		jwt.WithValidMethods(algs),
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(k.now),
 	)
