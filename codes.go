@@ -1,11 +1,11 @@
 // Package allspark holds the domain types shared by every part of AllSpark:
 // the message that is routed, the outcome a sender is told, identifiers, and
-// the one catalog of error and close codes that PROTOCOL.md documents.
+// the one catalog of error and close codes that docs/PROTOCOL.md documents.
 package allspark
 
 // Code is a machine-readable error code. It appears in HTTP error bodies,
 // in "error" frames and in rejected "sent" answers. Every code here is listed
-// in PROTOCOL.md; adding one means documenting it there in the same change.
+// in docs/PROTOCOL.md; adding one means documenting it there in the same change.
 type Code string
 
 const (
