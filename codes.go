@@ -47,7 +47,7 @@ const (
 	CloseNormal       = 1000
 	CloseGoingAway    = 1001 // edge shutting down, after a "reconnect" frame
 	CloseTooLarge     = 1009 // frame over ALLSPARK_MAX_FRAME_BYTES
-	CloseAuthExpired  = 4001 // auth_key or validation_token expired or revoked
+	CloseAuthExpired  = 4001 // auth_key expired, or a browser's upgrade credentials refused (the reason says which)
 	CloseRateLimited  = 4008 // rate limit exceeded repeatedly
 	CloseSlowConsumer = 4009 // the client did not drain its send queue
 	CloseTryAgain     = 1013 // the edge could not read the inbox; reconnect

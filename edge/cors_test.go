@@ -187,3 +187,29 @@ func TestWebsocketOrigin(t *testing.T) {
 		cl.Close()
 	}
 }
+
+// ALLSPARK_ALLOWED_ORIGINS entries must be origins or "*".
+func TestAllowedOriginsValidation(t *testing.T) {
+	for _, tc := range []struct {
+		list []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"*"}, true},
+		{[]string{"https://app.example.com", " http://localhost:3000 ", ""}, true},
+		{[]string{"https://app.example.com/"}, true},
+		{[]string{"capacitor://localhost"}, true},
+		{[]string{"app.example.com"}, false},
+		{[]string{"https://app.example.com/chat"}, false},
+		{[]string{"https://app.example.com?x=1"}, false},
+		{[]string{"https://user@app.example.com"}, false},
+		{[]string{"null"}, false},
+	} {
+		cfg := testConfig("e", "http://127.0.0.1:1")
+		cfg.AllowedOrigins = tc.list
+		err := cfg.Validate()
+		if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), "ALLSPARK_ALLOWED_ORIGINS")) {
+			t.Errorf("%q: err %v, want ok=%v naming ALLSPARK_ALLOWED_ORIGINS", tc.list, err, tc.ok)
+		}
+	}
+}
