@@ -53,9 +53,9 @@ func TestOneNodesBackoffDoesNotHoldItsBatch(t *testing.T) {
 		}
 		return n
 	}
-	// Retry-After (4 s) is twice AckWait (2 s): the slow node's events stay
+	// Retry-After (6 s) is twice AckWait (3 s): the slow node's events stay
 	// in the worker's hands past AckWait.
-	r.fcm.ScriptToken("tok-slow", pushtest.Reply{Status: 429, Body: `{"error":{"status":"RESOURCE_EXHAUSTED"}}`, RetryAfter: "4"})
+	r.fcm.ScriptToken("tok-slow", pushtest.Reply{Status: 429, Body: `{"error":{"status":"RESOURCE_EXHAUSTED"}}`, RetryAfter: "6"})
 	var mu sync.Mutex
 	seenAtRetry := -1 // guarded by mu: other nodes notified when the slow node's retry arrived
 	r.fcm.OnTokenTry(func(tok string, n int) {
@@ -76,7 +76,7 @@ func TestOneNodesBackoffDoesNotHoldItsBatch(t *testing.T) {
 		mu.Unlock()
 	})
 	reg := prometheus.NewRegistry()
-	run(t, r.worker(reg, func(c *push.Config) { c.AckWait = 2 * time.Second }))
+	run(t, r.worker(reg, func(c *push.Config) { c.AckWait = 3 * time.Second }))
 
 	tu.Eventually(t, 40*time.Second, func() error {
 		if n := perToken(r.fcm.Requests())["tok-slow"]; n != 1 {
