@@ -1,11 +1,14 @@
 // Package allspark holds the domain types shared by every part of AllSpark:
 // the message that is routed, the outcome a sender is told, identifiers, and
-// the one catalog of error and close codes that docs/PROTOCOL.md documents.
+// the one catalog of error and close codes (documented for client authors
+// in docs/PROTOCOL.md).
 package allspark
 
 // Code is a machine-readable error code. It appears in HTTP error bodies,
-// in "error" frames and in rejected "sent" answers. Every code here is listed
-// in docs/PROTOCOL.md; adding one means documenting it there in the same change.
+// in "error" frames and in rejected "sent" answers. This file is the
+// catalog; docs/PROTOCOL.md documents it for client authors, so a change
+// here means a change there in the same commit. (The original contract
+// names only some of these codes; the others came with later features.)
 type Code string
 
 const (
@@ -42,7 +45,8 @@ func (e *Error) Error() string {
 // Errorf is a shorthand for an *Error with a message.
 func Errorf(code Code, msg string) *Error { return &Error{Code: code, Message: msg} }
 
-// Websocket close codes sent by an edge. 1000–1015 are RFC 6455; 4000–4999 are ours.
+// Websocket close codes sent by an edge, documented with the error codes in
+// docs/PROTOCOL.md. 1000–1015 are RFC 6455; 4000–4999 are ours.
 const (
 	CloseNormal       = 1000
 	CloseGoingAway    = 1001 // edge shutting down, after a "reconnect" frame

@@ -14,7 +14,7 @@ import (
 type metrics struct {
 	reg        *prometheus.Registry
 	in         *prometheus.CounterVec // frames from clients, by kind
-	out        *prometheus.CounterVec // frames to clients, by kind
+	out        *prometheus.CounterVec // live messages to clients, by kind (replays are in replayed)
 	sent       *prometheus.CounterVec // send outcomes, by status
 	ackLatency prometheus.Histogram
 	stored     prometheus.Counter // copies stored in inboxes
@@ -35,7 +35,7 @@ func newMetrics(reg *prometheus.Registry, nc *nats.Conn, h *hub) *metrics {
 		in: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "allspark_frames_in_total",
 			Help: "Frames received from clients, by kind (message, ack, ping, sync, bad)."}, []string{"kind"}),
 		out: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "allspark_frames_out_total",
-			Help: "Messages written towards clients, by kind (direct, session, replay)."}, []string{"kind"}),
+			Help: "Live messages written towards clients, by kind (direct, session); inbox replays are counted in allspark_inbox_replayed_total."}, []string{"kind"}),
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "allspark_sent_total",
 			Help: "Answers to sends, by status (delivered, stored, rejected)."}, []string{"status"}),
 		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "allspark_ack_latency_seconds",

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,5 +86,36 @@ func TestMetricsMove(t *testing.T) {
 	}
 	if scrape(t, a)["go_goroutines"] == 0 {
 		t.Fatal("runtime metrics missing")
+	}
+}
+
+// Issue 11: the kinds a counter's help text names are the label values it
+// has (every kind is resolved at start, so all are exported at zero).
+func TestMetricKindsMatchTheirHelp(t *testing.T) {
+	c := newCluster(t)
+	a := c.edge("edge-a")
+	resp, err := http.Get(a.http.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	help := map[string][]string{}   // metric -> kinds its help names
+	labels := map[string][]string{} // metric -> kind label values exported
+	helpRe := regexp.MustCompile(`^# HELP (\S+) .*by kind \(([^)]*)\)`)
+	seriesRe := regexp.MustCompile(`^(\S+)\{kind="([^"]*)"\}`)
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if m := helpRe.FindStringSubmatch(sc.Text()); m != nil {
+			help[m[1]] = strings.Split(m[2], ", ")
+		} else if m := seriesRe.FindStringSubmatch(sc.Text()); m != nil {
+			labels[m[1]] = append(labels[m[1]], m[2])
+		}
+	}
+	for _, name := range []string{"allspark_frames_in_total", "allspark_frames_out_total"} {
+		named, got := slices.Sorted(slices.Values(help[name])), slices.Sorted(slices.Values(labels[name]))
+		if len(named) == 0 || !slices.Equal(named, got) {
+			t.Errorf("%s: help names kinds %v, series have %v", name, named, got)
+		}
 	}
 }

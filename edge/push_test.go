@@ -27,7 +27,7 @@ func TestPushForOfflineRecipient(t *testing.T) {
 
 	apns, fcm := pushtest.NewAPNs(t), pushtest.NewFCM(t)
 	cfg := push.Config{APNs: apns.Config, FCM: fcm.Config, Title: "{{.SrcID}}", Body: "{{.Payload.text}}",
-		CollapseWindow: time.Minute, AckWait: 5 * time.Second, MaxRetries: 3, Batch: 100}
+		CollapseWindow: time.Minute, AckWait: 5 * time.Second, MaxRetries: 3, Batch: 100, Concurrency: 100}
 	nc := testutil.Connect(t, c.url)
 	js, _ := jetstream.New(nc)
 	subj, _ := bus.NewSubjects("allspark")

@@ -49,7 +49,7 @@ func newRig(t *testing.T) *rig {
 // worker builds a worker on the fakes, with cfg adjusted by mod.
 func (r *rig) worker(reg prometheus.Registerer, mod func(*push.Config)) *push.Worker {
 	r.t.Helper()
-	cfg := push.Config{APNs: r.apns.Config, FCM: r.fcm.Config, CollapseWindow: time.Minute, AckWait: 5 * time.Second, MaxRetries: 5, Batch: 100}
+	cfg := push.Config{APNs: r.apns.Config, FCM: r.fcm.Config, CollapseWindow: time.Minute, AckWait: 5 * time.Second, MaxRetries: 5, Batch: 100, Concurrency: 100}
 	if mod != nil {
 		mod(&cfg)
 	}

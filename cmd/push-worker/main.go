@@ -49,6 +49,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := envconfig.Load(&cfg, getenv); err != nil {
 		return err
 	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	if !cfg.Enabled() {
 		return errors.New("no provider configured: set ALLSPARK_APNS_KEY_FILE and/or ALLSPARK_FCM_CREDENTIALS_FILE")
 	}

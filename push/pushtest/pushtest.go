@@ -39,11 +39,14 @@ type Reply struct {
 }
 
 type recorder struct {
-	mu     sync.Mutex
-	onTry  func(n int) // guarded by mu
-	reqs   []Request   // guarded by mu: accepted (200) requests
-	tries  int         // guarded by mu: all send attempts
-	script []Reply     // guarded by mu
+	mu         sync.Mutex
+	onTry      func(n int)               // guarded by mu
+	onTokenTry func(token string, n int) // guarded by mu
+	reqs       []Request                 // guarded by mu: accepted (200) requests
+	tries      int                       // guarded by mu: all send attempts
+	tokenTries map[string]int            // guarded by mu: send attempts per device token
+	script     []Reply                   // guarded by mu
+	scripts    map[string][]Reply        // guarded by mu: per device token, before script
 }
 
 // OnTry sets a hook run on every send attempt with its number (from 1),
@@ -52,6 +55,26 @@ func (r *recorder) OnTry(f func(n int)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.onTry = f
+}
+
+// OnTokenTry sets a hook run on every send attempt with the device token
+// and the attempt's number for that token (from 1), before the fake
+// answers; nil removes it. The hook may block: it holds only that answer.
+func (r *recorder) OnTokenTry(f func(token string, n int)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onTokenTry = f
+}
+
+// ScriptToken queues replies for the next sends to one device token; they
+// come before the shared Script, which answers the other tokens.
+func (r *recorder) ScriptToken(token string, rs ...Reply) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.scripts == nil {
+		r.scripts = map[string][]Reply{}
+	}
+	r.scripts[token] = append(r.scripts[token], rs...)
 }
 
 // Script queues replies for the next sends.
@@ -78,17 +101,31 @@ func (r *recorder) Tries() int {
 func (r *recorder) answer(w http.ResponseWriter, req Request) {
 	r.mu.Lock()
 	r.tries++
+	if r.tokenTries == nil {
+		r.tokenTries = map[string]int{}
+	}
+	r.tokenTries[req.Token]++
 	reply := Reply{Status: 200}
-	if len(r.script) > 0 {
+	if own := r.scripts[req.Token]; len(own) > 0 {
+		reply, r.scripts[req.Token] = own[0], own[1:]
+	} else if len(r.script) > 0 {
 		reply, r.script = r.script[0], r.script[1:]
 	}
-	if reply.Status == 200 {
-		r.reqs = append(r.reqs, req)
-	}
 	n, hook := r.tries, r.onTry
+	tn, tokenHook := r.tokenTries[req.Token], r.onTokenTry
 	r.mu.Unlock()
 	if hook != nil {
 		hook(n)
+	}
+	if tokenHook != nil {
+		tokenHook(req.Token, tn)
+	}
+	if reply.Status == 200 {
+		// Recorded after the hooks, so a held answer is not counted as
+		// delivered before the worker could see it.
+		r.mu.Lock()
+		r.reqs = append(r.reqs, req)
+		r.mu.Unlock()
 	}
 	if reply.RetryAfter != "" {
 		w.Header().Set("Retry-After", reply.RetryAfter)
