@@ -59,7 +59,7 @@ func testConfig(id, publicURL string) edge.Config {
 		ID: id, PublicURL: publicURL, SubjectPrefix: "allspark", APIKey: "test-api-key",
 		MaxFrameBytes: 65536, SendQueueBytes: 1 << 20, AckTimeout: 2 * time.Second,
 		ValidationTTL: time.Minute, Heartbeat: 200 * time.Millisecond, WriteTimeout: 5 * time.Second,
-		DrainTimeout: 5 * time.Second, StreamReplicas: 1, InboxTTL: time.Hour, InboxMaxPerNode: 10000, HistoryTTL: time.Hour, HistoryMaxPerSession: 10000,
+		DrainTimeout: 5 * time.Second, PingInterval: 25 * time.Second, InboxReadGrace: 10 * time.Second, StreamReplicas: 1, InboxTTL: time.Hour, InboxMaxPerNode: 10000, HistoryTTL: time.Hour, HistoryMaxPerSession: 10000,
 	}
 }
 

@@ -3,10 +3,12 @@ package edge
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/allspark-rt/allspark"
 	"github.com/allspark-rt/allspark/bus"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Inbox replay. A connection starts "replaying": live deliveries are held
@@ -20,14 +22,20 @@ import (
 // after the node connected (say its sender timed out waiting for a dead
 // edge) still reaches it without a reconnect.
 
-// inboxReadTimeout bounds one inbox read.
-const inboxReadTimeout = 5 * time.Second
+const (
+	// inboxReadTimeout bounds one inbox read.
+	inboxReadTimeout = 5 * time.Second
+	// inboxRetryMin and inboxRetryMax bound the pause between retries of a
+	// failing inbox read; it doubles from the first to the second.
+	inboxRetryMin = 50 * time.Millisecond
+	inboxRetryMax = time.Second
+)
 
 // syncInbox starts a pass unless one is running, in which case that pass
 // runs once more when it finishes.
 func (c *conn) syncInbox() {
 	c.mu.Lock()
-	if c.closed {
+	if c.tornDown {
 		c.mu.Unlock()
 		return
 	}
@@ -47,15 +55,15 @@ func (c *conn) syncLoop() {
 	for {
 		n, err := c.inboxPass()
 		if err != nil && !errors.Is(err, errConnClosed) {
-			c.s.log.Warn("read inbox", "node", c.id.NodeID, "err", err)
+			c.s.log.Warn("read inbox: giving up after the grace", "node", c.id.NodeID, "grace", c.s.cfg.InboxReadGrace, "err", err)
 			// The client cannot be told its inbox is synced; let it retry.
-			c.close(allspark.CloseTryAgain, "inbox unavailable")
+			c.requestClose(allspark.CloseTryAgain, "inbox unavailable")
 		}
 		c.mu.Lock()
 		if c.replaying && err == nil {
 			c.finishReplay(n)
 		}
-		if !c.syncAgain || c.closed || err != nil {
+		if !c.syncAgain || c.tornDown || err != nil {
 			c.syncing = false
 			c.mu.Unlock()
 			return
@@ -76,7 +84,7 @@ func (c *conn) finishReplay(pending int) {
 			c.s.m.delivered(h.msgID)
 		}
 	}
-	c.held, c.replayed = nil, nil
+	c.held, c.heldBytes, c.replayed = nil, 0, nil
 	c.signal()
 }
 
@@ -88,21 +96,16 @@ func (c *conn) inboxPass() (int, error) {
 	n := 0
 	for {
 		c.mu.Lock()
-		from, closed := c.inboxNext, c.closed
+		from, gone := c.inboxNext, c.tornDown
 		c.mu.Unlock()
-		if closed {
+		if gone {
 			return n, errConnClosed
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, inboxReadTimeout)
-		m, err := c.s.inbox.Next(ctx, c.id.NodeID, from)
-		cancel()
+		m, err := c.readInbox(from)
 		if errors.Is(err, bus.ErrInboxEmpty) {
 			return n, nil
 		}
 		if err != nil {
-			if c.ctx.Err() != nil {
-				return n, errConnClosed
-			}
 			return n, err
 		}
 		c.mu.Lock()
@@ -122,12 +125,54 @@ func (c *conn) inboxPass() (int, error) {
 	}
 }
 
+// readInbox reads the node's next pending message at or after from. A
+// failing read (the stream's leader is being elected, say) is retried for
+// up to InboxReadGrace from the start of the first failed attempt, so a
+// failover shorter than the grace costs the client a delay, not a
+// reconnect. It returns errConnClosed if the connection ends meanwhile.
+func (c *conn) readInbox(from uint64) (bus.InboxMsg, error) {
+	var deadline time.Time // zero until a read fails
+	pause := inboxRetryMin
+	for {
+		start := c.s.now()
+		timeout := inboxReadTimeout
+		if !deadline.IsZero() {
+			timeout = min(timeout, deadline.Sub(start))
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, timeout)
+		m, err := c.s.inbox.Next(ctx, c.id.NodeID, from)
+		cancel()
+		if err == nil || errors.Is(err, bus.ErrInboxEmpty) {
+			return m, err
+		}
+		if c.ctx.Err() != nil {
+			return m, errConnClosed
+		}
+		if deadline.IsZero() {
+			deadline = start.Add(c.s.cfg.InboxReadGrace)
+		}
+		left := deadline.Sub(c.s.now())
+		if left <= 0 {
+			return m, err
+		}
+		c.s.log.Info("read inbox failed; retrying", "node", c.id.NodeID, "in", pause, "grace_left", left, "err", err)
+		t := time.NewTimer(min(pause, left))
+		select {
+		case <-t.C:
+		case <-c.done:
+			t.Stop()
+			return m, errConnClosed
+		}
+		pause = min(2*pause, inboxRetryMax)
+	}
+}
+
 // sendPaced queues b once the queue is at most half full, so a replay of
 // any length follows the client's pace instead of tripping the 4009 cap.
 func (c *conn) sendPaced(b []byte) bool {
 	for {
 		c.mu.Lock()
-		if c.closed || c.closeCode != 0 {
+		if c.tornDown || c.closing.code != 0 {
 			c.mu.Unlock()
 			return false
 		}
@@ -165,10 +210,41 @@ func (s *Server) deleter() {
 			return
 		case seq := <-s.deletes:
 			ctx, cancel := context.WithTimeout(context.Background(), inboxReadTimeout)
-			if err := s.inbox.Remove(ctx, seq); err != nil {
+			err := s.inbox.Remove(ctx, seq)
+			cancel()
+			switch {
+			case err == nil:
+			case alreadyRemoved(err):
+				// Two connections of the node (or a pass after a redelivery)
+				// delivered the same message and both acks came back; the
+				// first one removed it.
+				s.log.Debug("acked message already removed", "seq", seq, "err", err)
+			default:
 				s.log.Warn("remove acked message", "seq", seq, "err", err)
 			}
-			cancel()
 		}
 	}
+}
+
+// JetStream's answers to deleting a message that is no longer there: the
+// sequence is past the stream's end or already deleted (10043), or the
+// store found no message at it (10057 wrapping "no message found").
+const (
+	jsErrSequenceNotFound = 10043
+	jsErrMsgDeleteFailed  = 10057
+)
+
+// alreadyRemoved reports whether err says the message to delete is gone.
+func alreadyRemoved(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return errors.Is(err, jetstream.ErrMsgNotFound)
+	}
+	switch apiErr.ErrorCode {
+	case jetstream.JSErrCodeMessageNotFound, jsErrSequenceNotFound:
+		return true
+	case jsErrMsgDeleteFailed:
+		return strings.Contains(apiErr.Description, "no message found")
+	}
+	return false
 }

@@ -105,12 +105,12 @@ func (x *sessionIndex) deliverSession(m *nats.Msg) {
 
 // setSessions replaces c's memberships with m (session id -> member id)
 // and updates the index to match. The index changes under c.mu, so a
-// reload racing the connection's end cannot re-add it after stopped left.
+// reload racing the connection's end cannot re-add it after teardown left.
 // Lock order: c.mu, then an index shard's.
 func (c *conn) setSessions(m map[string]string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.tornDown {
 		return
 	}
 	old := c.sessions
@@ -228,22 +228,60 @@ func (c *conn) syncSession(f frame) {
 	})
 }
 
-// ackSession records the member's read cursor.
+// cursorWrite is a session read-cursor write in flight for one
+// connection; seq is the cursor to write next, and dirty says an ack came
+// in since the write in flight read it.
+type cursorWrite struct {
+	seq   uint64
+	dirty bool
+}
+
+// ackSession records the member's read cursor. At most one write per
+// connection and session is in flight: acks that arrive meanwhile only
+// replace the seq to write, and the latest one is written when the write in
+// flight returns. So a client acking every message costs the KV store one
+// write per round trip, not one goroutine and one write per ack.
 func (c *conn) ackSession(sid string, seq uint64) {
 	c.mu.Lock()
 	_, member := c.sessions[sid]
-	c.mu.Unlock()
-	if !member {
+	if !member || c.tornDown {
+		c.mu.Unlock()
 		return
 	}
-	c.s.spawn(func() {
+	if w := c.cursors[sid]; w != nil {
+		w.seq, w.dirty = seq, true
+		c.mu.Unlock()
+		return
+	}
+	if c.cursors == nil {
+		c.cursors = map[string]*cursorWrite{}
+	}
+	w := &cursorWrite{seq: seq}
+	c.cursors[sid] = w
+	c.mu.Unlock()
+	c.s.spawn(func() { c.writeCursor(sid, w) })
+}
+
+// writeCursor writes w's seq until no newer ack is waiting.
+func (c *conn) writeCursor(sid string, w *cursorWrite) {
+	c.mu.Lock()
+	for {
+		seq := w.seq
+		w.dirty = false
+		c.mu.Unlock()
 		// Not c.ctx: an ack the client sent is kept even if it disconnects now.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
 		if err := c.s.sessions.SetCursor(ctx, sid, c.id.NodeID, seq); err != nil {
 			c.s.log.Warn("save session cursor", "session", sid, "err", err)
 		}
-	})
+		cancel()
+		c.mu.Lock()
+		if !w.dirty {
+			delete(c.cursors, sid)
+			c.mu.Unlock()
+			return
+		}
+	}
 }
 
 type presenceFrame struct {
