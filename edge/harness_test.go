@@ -3,6 +3,7 @@ package edge_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"net/url"
 	"testing"
@@ -30,6 +31,8 @@ type cluster struct {
 	ns   *server.Server
 	url  string // NATS URL(s) edges connect to; default ns's
 	keys *auth.Keys
+	// logs, if set, receives every edge's log records (see logs_test.go).
+	logs *logRecorder
 }
 
 func newCluster(t testing.TB) *cluster {
@@ -76,7 +79,11 @@ func (c *cluster) edge(id string, mods ...func(*edge.Config)) *testEdge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := edge.New(cfg, edge.Deps{NATS: nc, Keys: c.keys, Logger: testutil.Logger(t)})
+	logger := testutil.Logger(t)
+	if c.logs != nil {
+		logger = slog.New(c.logs)
+	}
+	srv, err := edge.New(cfg, edge.Deps{NATS: nc, Keys: c.keys, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,7 +155,7 @@ func (c *conn) readInbox(from uint64) (bus.InboxMsg, error) {
 		if left <= 0 {
 			return m, err
 		}
-		c.s.log.Info("read inbox failed; retrying", "node", c.id.NodeID, "in", pause, "grace_left", left, "err", err)
+		c.s.log.Debug("read inbox failed; retrying", "node", c.id.NodeID, "in", pause, "grace_left", left, "err", err)
 		t := time.NewTimer(min(pause, left))
 		select {
 		case <-t.C:
@@ -226,25 +226,20 @@ func (s *Server) deleter() {
 	}
 }
 
-// JetStream's answers to deleting a message that is no longer there: the
-// sequence is past the stream's end or already deleted (10043), or the
-// store found no message at it (10057 wrapping "no message found").
-const (
-	jsErrSequenceNotFound = 10043
-	jsErrMsgDeleteFailed  = 10057
-)
-
-// alreadyRemoved reports whether err says the message to delete is gone.
+// alreadyRemoved reports whether err is JetStream's answer to deleting a
+// message that is no longer there: the sequence is already deleted or past
+// the stream's end (10043), or the store found no message at it (10057
+// wrapping "no message found"). jetstream.Stream.DeleteMsg reports these
+// only as text after ErrMsgDeleteUnsuccessful, so the text is all there is
+// to match.
 func alreadyRemoved(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return errors.Is(err, jetstream.ErrMsgNotFound)
-	}
-	switch apiErr.ErrorCode {
-	case jetstream.JSErrCodeMessageNotFound, jsErrSequenceNotFound:
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return true
-	case jsErrMsgDeleteFailed:
-		return strings.Contains(apiErr.Description, "no message found")
 	}
-	return false
+	if !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "err_code=10043") ||
+		strings.Contains(msg, "err_code=10057") && strings.Contains(msg, "no message found")
 }
