@@ -2,106 +2,13 @@ package edge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/allspark-rt/allspark"
 	"github.com/allspark-rt/allspark/bus"
 	"github.com/nats-io/nats.go"
 )
-
-// sessionIndex maps each session with a member connected here to those
-// connections, and holds one NATS subscription per such session on its
-// live subject. A session message crosses NATS once per edge, however many
-// of its members that edge holds.
-type sessionIndex struct {
-	h      *hub
-	shards [hubShards]sessionShard
-}
-
-type sessionShard struct {
-	mu       sync.Mutex
-	sessions map[string]*sessionEntry // guarded by mu
-}
-
-type sessionEntry struct {
-	sub   *nats.Subscription
-	conns map[*conn]struct{}
-}
-
-func (x *sessionIndex) init(h *hub) {
-	x.h = h
-	for i := range x.shards {
-		x.shards[i].sessions = map[string]*sessionEntry{}
-	}
-}
-
-func (x *sessionIndex) shard(sid string) *sessionShard { return &x.shards[x.h.hash(sid)%hubShards] }
-
-func (x *sessionIndex) join(c *conn, sid string) {
-	sh := x.shard(sid)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.sessions[sid]
-	if e == nil {
-		sub, err := x.h.nc.ChanSubscribe(x.h.subj.SessionLive(sid), x.h.chans[x.h.hash(sid)%dispatchers])
-		if err != nil {
-			x.h.log.Warn("subscribe session", "session", sid, "err", err)
-			return
-		}
-		_ = sub.SetPendingLimits(-1, -1)
-		e = &sessionEntry{sub: sub, conns: map[*conn]struct{}{}}
-		sh.sessions[sid] = e
-	}
-	e.conns[c] = struct{}{}
-}
-
-func (x *sessionIndex) leave(c *conn, sid string) {
-	sh := x.shard(sid)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.sessions[sid]
-	if e == nil {
-		return
-	}
-	delete(e.conns, c)
-	if len(e.conns) == 0 {
-		_ = e.sub.Unsubscribe()
-		delete(sh.sessions, sid)
-	}
-}
-
-func (x *sessionIndex) members(sid string) []*conn {
-	sh := x.shard(sid)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.sessions[sid]
-	if e == nil {
-		return nil
-	}
-	out := make([]*conn, 0, len(e.conns))
-	for c := range e.conns {
-		out = append(out, c)
-	}
-	return out
-}
-
-// deliverSession writes a live session message or presence frame to the
-// session's members here, except the node it is about (no echo).
-func (x *sessionIndex) deliverSession(m *nats.Msg) {
-	sid, err := bus.ParseToken(m.Subject[len(m.Subject)-tokenLen(m.Subject):])
-	if err != nil {
-		return
-	}
-	src := m.Header.Get(bus.HeaderSrcNode)
-	for _, c := range x.members(sid) {
-		if c.id.NodeID != src {
-			c.deliver(m.Data, "", "")
-		}
-	}
-}
 
 // setSessions replaces c's memberships with m (session id -> member id)
 // and updates the index to match. The index changes under c.mu, so a
@@ -281,62 +188,6 @@ func (c *conn) writeCursor(sid string, w *cursorWrite) {
 			c.mu.Unlock()
 			return
 		}
-	}
-}
-
-type presenceFrame struct {
-	Type      string `json:"type"` // "presence"
-	SessionID string `json:"session_id"`
-	MemberID  string `json:"member_id"`
-	Online    bool   `json:"online"`
-}
-
-// presenceTimeout bounds a presence scatter-gather.
-const presenceTimeout = 500 * time.Millisecond
-
-// holders asks every live edge and returns the ids of those holding node.
-func (s *Server) holders(ctx context.Context, node string) []string {
-	ctx, cancel := context.WithTimeout(ctx, presenceTimeout)
-	defer cancel()
-	held, err := bus.QueryPresence(ctx, s.nc, s.subj, []string{node}, len(s.registry.Live()))
-	if err != nil {
-		return nil
-	}
-	return held[node]
-}
-
-// onlineElsewhere reports whether node is connected to another edge.
-func (s *Server) onlineElsewhere(ctx context.Context, node string) bool {
-	for _, e := range s.holders(ctx, node) {
-		if e != s.cfg.ID {
-			return true
-		}
-	}
-	return false
-}
-
-// announcePresence tells node's sessions that it came online (its first
-// connection anywhere) or went offline (its last one).
-func (s *Server) announcePresence(node string, online bool, sessions map[string]string) {
-	if len(sessions) == 0 {
-		return
-	}
-	s.spawn(func() {
-		if s.onlineElsewhere(context.Background(), node) {
-			return
-		}
-		for sid, member := range sessions {
-			s.publishPresence(sid, node, member, online)
-		}
-	})
-}
-
-func (s *Server) publishPresence(sid, node, member string, online bool) {
-	b, _ := json.Marshal(presenceFrame{Type: "presence", SessionID: sid, MemberID: member, Online: online})
-	err := s.nc.PublishMsg(&nats.Msg{Subject: s.subj.SessionLive(sid), Data: b,
-		Header: nats.Header{bus.HeaderSrcNode: []string{node}, bus.HeaderPresence: []string{"1"}}})
-	if err != nil {
-		s.log.Warn("publish presence", "session", sid, "err", err)
 	}
 }
 
