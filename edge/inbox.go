@@ -15,7 +15,12 @@ import (
 // while the node's pending messages are read from the inbox, oldest first,
 // then sync_done goes out, then the held live messages (minus any the
 // replay already delivered). So a sender whose earlier messages were stored
-// and later ones are live sees them arrive in order.
+// and later ones are live sees them arrive in order. Held deliveries count
+// against SendQueueBytes with the queue (see roomLocked), so a replay that
+// cannot progress does not let live traffic pile up without bound.
+//
+// A failing inbox read is retried for InboxReadGrace (see readInbox); only
+// then is the connection closed with 1013.
 //
 // After that first pass, a nudge (bus.HeaderInbox) on the node's subject
 // starts another pass from where the last one stopped: a message stored
@@ -132,12 +137,17 @@ func (c *conn) inboxPass() (int, error) {
 // reconnect. It returns errConnClosed if the connection ends meanwhile.
 func (c *conn) readInbox(from uint64) (bus.InboxMsg, error) {
 	var deadline time.Time // zero until a read fails
+	var lastErr error
 	pause := inboxRetryMin
 	for {
 		start := c.s.now()
 		timeout := inboxReadTimeout
 		if !deadline.IsZero() {
-			timeout = min(timeout, deadline.Sub(start))
+			left := deadline.Sub(start)
+			if left <= 0 {
+				return bus.InboxMsg{}, lastErr
+			}
+			timeout = min(timeout, left)
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, timeout)
 		m, err := c.s.inbox.Next(ctx, c.id.NodeID, from)
@@ -148,6 +158,7 @@ func (c *conn) readInbox(from uint64) (bus.InboxMsg, error) {
 		if c.ctx.Err() != nil {
 			return m, errConnClosed
 		}
+		lastErr = err
 		if deadline.IsZero() {
 			deadline = start.Add(c.s.cfg.InboxReadGrace)
 		}
@@ -155,11 +166,11 @@ func (c *conn) readInbox(from uint64) (bus.InboxMsg, error) {
 		if left <= 0 {
 			return m, err
 		}
-		c.s.log.Debug("read inbox failed; retrying", "node", c.id.NodeID, "in", pause, "grace_left", left, "err", err)
+		c.s.log.Debug("read inbox failed; retrying", "node", c.id.NodeID, "in", min(pause, left), "grace_left", left, "err", err)
 		t := time.NewTimer(min(pause, left))
 		select {
 		case <-t.C:
-		case <-c.done:
+		case <-c.ctx.Done():
 			t.Stop()
 			return m, errConnClosed
 		}
