@@ -139,8 +139,8 @@ func (c *conn) syncSession(f frame) {
 // connection; seq is the cursor to write next, and dirty says an ack came
 // in since the write in flight read it.
 type cursorWrite struct {
-	seq   uint64
-	dirty bool
+	seq   uint64 // guarded by the conn's mu
+	dirty bool   // guarded by the conn's mu
 }
 
 // ackSession records the member's read cursor. At most one write per
