@@ -33,6 +33,14 @@ type Config struct {
 	Heartbeat      time.Duration `env:"HEARTBEAT" envDefault:"2s"`
 	WriteTimeout   time.Duration `env:"WRITE_TIMEOUT" envDefault:"10s"`
 	DrainTimeout   time.Duration `env:"DRAIN_TIMEOUT" envDefault:"10s"`
+	// PingInterval is how often the edge pings every connection, whatever
+	// else it writes. A connection from which nothing (a frame or a pong)
+	// has arrived for readTimeout (1.5 intervals) is closed.
+	PingInterval time.Duration `env:"PING_INTERVAL" envDefault:"25s"`
+	// InboxReadGrace is how long a connection's inbox pass keeps retrying a
+	// failing inbox read (a stream leader failover, say) before it closes
+	// the connection with 1013.
+	InboxReadGrace time.Duration `env:"INBOX_READ_GRACE" envDefault:"10s"`
 	// StreamReplicas is the replica count of the streams and buckets this
 	// edge creates: 1 on a single server, 3 on a cluster.
 	StreamReplicas int `env:"STREAM_REPLICAS" envDefault:"1"`
@@ -82,6 +90,7 @@ func (c Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{"ACK_TIMEOUT": c.AckTimeout, "VALIDATION_TTL": c.ValidationTTL,
 		"HEARTBEAT": c.Heartbeat, "WRITE_TIMEOUT": c.WriteTimeout, "DRAIN_TIMEOUT": c.DrainTimeout, "INBOX_TTL": c.InboxTTL,
+		"PING_INTERVAL": c.PingInterval, "INBOX_READ_GRACE": c.InboxReadGrace,
 		"HISTORY_TTL": c.HistoryTTL} {
 		if d <= 0 {
 			bad(name, "must be a positive duration, got %s", d)

@@ -12,12 +12,16 @@ import (
 	"github.com/lxzan/gws"
 )
 
-const (
-	// pingEvery is how often an idle connection is pinged, and readTimeout
-	// how long the edge waits for any frame before it gives up on the peer.
-	pingEvery   = 25 * time.Second
-	readTimeout = 2*pingEvery + 10*time.Second
-)
+// readTimeout is how long the edge waits for anything from the client (a
+// frame or a pong) before it gives up on the peer. Pings go out on a fixed
+// ticker every pingInterval, so a live client answers one at least every
+// interval; the extra half interval is the pong's allowance for round trip
+// and for a ping queued behind a batch. A client that stops answering is
+// therefore closed between 1 and 1.5 intervals after its last frame, and
+// always within 2.
+func readTimeout(pingInterval time.Duration) time.Duration {
+	return pingInterval + pingInterval/2
+}
 
 // conn is one websocket connection. Its reader is gws's ReadLoop, which
 // calls handle for each frame; its writer is writeLoop. Either stopping
@@ -27,34 +31,43 @@ type conn struct {
 	id      auth.Identity
 	ctx     context.Context // ends when the connection does
 	cancel  context.CancelFunc
-	wake    chan struct{} // capacity 1: "the queue or closeCode changed"
+	wake    chan struct{} // capacity 1: "the queue or closing changed"
 	drained chan struct{} // capacity 1: "the writer emptied the queue"
-	done    chan struct{} // closed when the reader has stopped
+	done    chan struct{} // closed when teardown has run
 	expiry  *time.Timer   // closes with 4001 when the auth_key expires; nil if none
 	order   bus.Sequence  // keeps this sender's outcomes in send order
 
-	mu          sync.Mutex
-	ws          *gws.Conn              // guarded by mu: nil until the handshake completes
-	queue       [][]byte               // guarded by mu
-	queued      int                    // guarded by mu: bytes in queue
-	closeCode   int                    // guarded by mu: non-zero once a close is requested
-	closeReason string                 // guarded by mu
-	closed      bool                   // guarded by mu: the reader has stopped
-	pending     map[string]*pendingAck // guarded by mu: live deliveries awaiting the client's ack
-	ackq        []ackDeadline          // guarded by mu: pending acks in delivery order (same timeout, so deadline order)
-	ackTimer    *time.Timer            // guarded by mu: fires at ackq's head deadline; nil until first use
-	ackArmed    bool                   // guarded by mu
+	mu       sync.Mutex
+	ws       *gws.Conn              // guarded by mu: nil until attach
+	aborted  bool                   // guarded by mu: abort ran; attach closes the socket at once
+	queue    [][]byte               // guarded by mu
+	queued   int                    // guarded by mu: bytes in queue
+	closing  closeRequest           // guarded by mu: code non-zero once a close is requested
+	tornDown bool                   // guarded by mu: the reader has stopped and teardown ran; nothing is queued any more
+	pending  map[string]*pendingAck // guarded by mu: live deliveries awaiting the client's ack
+	ackq     []ackDeadline          // guarded by mu: pending acks in delivery order (same timeout, so deadline order)
+	ackTimer *time.Timer            // guarded by mu: fires at ackq's head deadline; nil until first use
+	ackArmed bool                   // guarded by mu
 
 	// Inbox state; see inbox.go.
 	replaying bool                // guarded by mu: the first inbox pass has not finished
 	held      []heldMsg           // guarded by mu: live deliveries held while replaying
+	heldBytes int                 // guarded by mu: bytes in held, counted with queued against SendQueueBytes
 	replayed  map[string]struct{} // guarded by mu: msg_ids the first pass delivered
 	syncing   bool                // guarded by mu: an inbox pass is running
 	syncAgain bool                // guarded by mu: run another pass after this one
 	inboxNext uint64              // guarded by mu: next inbox sequence to read
 	inboxAcks map[string]uint64   // guarded by mu: msg_id -> inbox sequence, until acked
 
-	sessions map[string]string // guarded by mu: session id -> this node's member id there
+	sessions map[string]string       // guarded by mu: session id -> this node's member id there
+	cursors  map[string]*cursorWrite // guarded by mu: session id -> the read-cursor write in flight; see ackSession
+}
+
+// closeRequest is a close the writer will carry out once it has flushed
+// the queue.
+type closeRequest struct {
+	code   int
+	reason string
 }
 
 type heldMsg struct {
@@ -82,17 +95,25 @@ func newConn(s *Server, id auth.Identity) *conn {
 }
 
 // attach binds the upgraded socket. Deliveries queued before it wait for
-// the writer, which starts after this.
+// the writer, which starts after this. If abort already ran (the server is
+// closing), the socket is closed at once, so the reader the caller starts
+// ends immediately.
 func (c *conn) attach(ws *gws.Conn) {
 	c.mu.Lock()
 	c.ws = ws
+	aborted := c.aborted
 	c.mu.Unlock()
+	if aborted {
+		_ = ws.NetConn().Close()
+	}
 }
 
-// cut closes the socket without a close frame. Before the handshake it
-// only marks the connection closed.
-func (c *conn) cut() {
+// abort closes the socket without a close frame, as if the process died;
+// the reader then fails and teardown runs. Before attach there is no
+// socket yet: abort marks the connection so attach closes it.
+func (c *conn) abort() {
 	c.mu.Lock()
+	c.aborted = true
 	ws := c.ws
 	c.mu.Unlock()
 	if ws != nil {
@@ -107,22 +128,18 @@ func (c *conn) signal() {
 	}
 }
 
-// send queues a frame for the writer. A client whose queue would exceed
-// SendQueueBytes is disconnected with 4009 rather than allowed to hold
-// memory or slow down anyone else. It reports whether the frame was queued.
+// send queues a frame for the writer. A client whose queued and held
+// frames would exceed SendQueueBytes is disconnected with 4009 rather than
+// allowed to hold memory or slow down anyone else. It reports whether the
+// frame was queued.
 func (c *conn) send(b []byte) bool {
 	c.mu.Lock()
-	if c.closed || c.closeCode != 0 {
+	if c.tornDown || c.closing.code != 0 {
 		c.mu.Unlock()
 		return false
 	}
-	if c.queued+len(b) > c.s.cfg.SendQueueBytes {
-		c.closeCode, c.closeReason = allspark.CloseSlowConsumer, "slow consumer"
+	if !c.roomLocked(len(b)) {
 		c.mu.Unlock()
-		c.s.slowConsumers.Add(1)
-		c.s.m.slow.Inc()
-		c.s.log.Warn("slow consumer disconnected", "node", c.id.NodeID)
-		c.signal()
 		return false
 	}
 	c.queueLocked(b)
@@ -131,42 +148,59 @@ func (c *conn) send(b []byte) bool {
 	return true
 }
 
+// roomLocked reports whether n more bytes fit under SendQueueBytes, counting
+// the queue and the live deliveries held during a replay. If they do not,
+// it requests the 4009 close. Called with c.mu held.
+func (c *conn) roomLocked(n int) bool {
+	if c.queued+c.heldBytes+n <= c.s.cfg.SendQueueBytes {
+		return true
+	}
+	c.closing = closeRequest{allspark.CloseSlowConsumer, "slow consumer"}
+	c.s.slowConsumers.Add(1)
+	c.s.m.slow.Inc()
+	c.s.log.Warn("slow consumer disconnected", "node", c.id.NodeID, "queued", c.queued, "held", c.heldBytes)
+	c.signal()
+	return false
+}
+
 // queueLocked appends b to the queue. Called with c.mu held.
 func (c *conn) queueLocked(b []byte) {
 	c.queue = append(c.queue, b)
 	c.queued += len(b)
 }
 
-// closeAfter queues frame as the last one and asks for a close with code:
-// nothing is queued after it, so a delivery racing the close is refused
-// (and its sender stores it) instead of landing between the two.
-func (c *conn) closeAfter(frame []byte, code int, reason string) {
+// closeAfterFrame queues frame as the last one and asks for a close with
+// code: nothing is queued after it, so a delivery racing the close is
+// refused (and its sender stores it) instead of landing between the two.
+func (c *conn) closeAfterFrame(frame []byte, code int, reason string) {
 	c.mu.Lock()
-	if !c.closed && c.closeCode == 0 {
+	if !c.tornDown && c.closing.code == 0 {
 		c.queueLocked(frame)
-		c.closeCode, c.closeReason = code, reason
+		c.closing = closeRequest{code, reason}
 	}
 	c.mu.Unlock()
 	c.signal()
 }
 
-// close asks the writer to flush what is queued and close with code.
-func (c *conn) close(code int, reason string) {
+// requestClose asks the writer to flush what is queued and close with code.
+func (c *conn) requestClose(code int, reason string) {
 	c.mu.Lock()
-	if c.closeCode == 0 {
-		c.closeCode, c.closeReason = code, reason
+	if c.closing.code == 0 {
+		c.closing = closeRequest{code, reason}
 	}
 	c.mu.Unlock()
 	c.signal()
 }
 
-// writeLoop is the connection's only writer of data frames. It drains the
-// whole queue on each wake-up so a burst costs one lock round.
+// writeLoop is the connection's only writer. It pings on a fixed ticker,
+// whatever else it writes: a client that only receives must still be
+// asked for a pong, or its silence would be taken for death. On each
+// wake-up it drains the whole queue, so a burst costs one lock round.
 func (c *conn) writeLoop() {
 	c.mu.Lock()
 	ws := c.ws
 	c.mu.Unlock()
-	ping := time.NewTimer(pingEvery)
+	ping := time.NewTicker(c.s.cfg.PingInterval)
 	defer ping.Stop()
 	var batch [][]byte
 	for {
@@ -174,39 +208,20 @@ func (c *conn) writeLoop() {
 		case <-c.done:
 			return
 		case <-ping.C:
-			_ = ws.SetWriteDeadline(c.s.now().Add(c.s.cfg.WriteTimeout))
-			if err := ws.WritePing(nil); err != nil {
+			if err := c.writePing(ws); err != nil {
 				_ = ws.NetConn().Close()
 				return
 			}
-			ping.Reset(pingEvery)
 			continue
 		case <-c.wake:
 		}
-		c.mu.Lock()
-		batch, c.queue = c.queue, batch[:0]
-		c.queued = 0
-		code, reason := c.closeCode, c.closeReason
-		c.mu.Unlock()
-
-		_ = ws.SetWriteDeadline(c.s.now().Add(c.s.cfg.WriteTimeout))
-		if code != allspark.CloseSlowConsumer && len(batch) > 0 { // a slow consumer would not read them anyway
-			bc, batched := ws.NetConn().(*batchConn)
-			if batched {
-				bc.begin()
-			}
-			for i, b := range batch {
-				if err := ws.WriteMessage(gws.OpcodeText, b); err != nil {
-					_ = ws.NetConn().Close()
-					return
-				}
-				batch[i] = nil
-			}
-			if batched {
-				if err := bc.flush(); err != nil {
-					_ = ws.NetConn().Close()
-					return
-				}
+		var closing closeRequest
+		batch, closing = c.takeQueue(batch)
+		// A slow consumer would not read what is queued anyway.
+		if closing.code != allspark.CloseSlowConsumer {
+			if err := c.writeBatch(ws, batch); err != nil {
+				_ = ws.NetConn().Close()
+				return
 			}
 		}
 		clear(batch)
@@ -214,28 +229,65 @@ func (c *conn) writeLoop() {
 		case c.drained <- struct{}{}:
 		default:
 		}
-		if code != 0 {
-			c.closeHandshake(ws, code, reason)
+		if closing.code != 0 {
+			c.beginCloseHandshake(ws, closing)
 			return
 		}
-		ping.Reset(pingEvery)
 	}
+}
+
+// takeQueue swaps the queue for buf (emptied) and returns what was queued
+// and the close requested, if any.
+func (c *conn) takeQueue(buf [][]byte) ([][]byte, closeRequest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	batch := c.queue
+	c.queue, c.queued = buf[:0], 0
+	return batch, c.closing
+}
+
+func (c *conn) writePing(ws *gws.Conn) error {
+	_ = ws.SetWriteDeadline(c.s.now().Add(c.s.cfg.WriteTimeout))
+	return ws.WritePing(nil)
+}
+
+// writeBatch writes frames and, on a batchConn, flushes them in one write.
+func (c *conn) writeBatch(ws *gws.Conn, batch [][]byte) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	_ = ws.SetWriteDeadline(c.s.now().Add(c.s.cfg.WriteTimeout))
+	bc, batched := ws.NetConn().(*batchConn)
+	if batched {
+		bc.begin()
+	}
+	for i, b := range batch {
+		if err := ws.WriteMessage(gws.OpcodeText, b); err != nil {
+			return err
+		}
+		batch[i] = nil
+	}
+	if batched {
+		return bc.flush()
+	}
+	return nil
 }
 
 // closeLinger bounds how long a closing connection waits for the peer's
 // close frame.
 const closeLinger = 2 * time.Second
 
-// closeHandshake sends a close frame and half-closes the socket, leaving
+// beginCloseHandshake sends a close frame and half-closes the socket, leaving
 // the reader to finish the RFC 6455 handshake: it ends when the client
 // answers with its close frame or after closeLinger. Closing the socket at
 // once (as gws's WriteClose does) makes the kernel answer with a reset
 // when unread client bytes (acks, say) are pending, and the client can
 // then lose the close frame, and with it the code.
-func (c *conn) closeHandshake(ws *gws.Conn, code int, reason string) {
-	payload := make([]byte, 2, 2+len(reason))
-	binary.BigEndian.PutUint16(payload, uint16(code))
-	payload = append(payload, reason...)
+func (c *conn) beginCloseHandshake(ws *gws.Conn, req closeRequest) {
+	_ = ws.SetWriteDeadline(c.s.now().Add(c.s.cfg.WriteTimeout))
+	payload := make([]byte, 2, 2+len(req.reason))
+	binary.BigEndian.PutUint16(payload, uint16(req.code))
+	payload = append(payload, req.reason...)
 	if err := ws.WriteMessage(gws.OpcodeCloseConnection, payload); err != nil {
 		_ = ws.NetConn().Close()
 		return
@@ -247,10 +299,12 @@ func (c *conn) closeHandshake(ws *gws.Conn, code int, reason string) {
 }
 
 // deliver queues a message from another edge and remembers where to send
-// the client's ack. It reports whether the connection took it.
+// the client's ack. It reports whether the connection took it; one that
+// would overflow SendQueueBytes (held frames included) is refused, and the
+// connection closed with 4009.
 func (c *conn) deliver(frame []byte, msgID, reply string) bool {
 	c.mu.Lock()
-	if c.closed {
+	if c.tornDown || c.closing.code != 0 || !c.roomLocked(len(frame)) {
 		c.mu.Unlock()
 		return false
 	}
@@ -264,12 +318,15 @@ func (c *conn) deliver(frame []byte, msgID, reply string) bool {
 	}
 	if c.replaying {
 		c.held = append(c.held, heldMsg{frame: frame, msgID: msgID})
+		c.heldBytes += len(frame)
 		c.mu.Unlock()
 		return true
 	}
+	c.queueLocked(frame)
 	c.mu.Unlock()
 	c.s.m.delivered(msgID)
-	return c.send(frame)
+	c.signal()
+	return true
 }
 
 // ack settles the client's acknowledgements.
@@ -329,7 +386,7 @@ func (c *conn) expireAcks() {
 			replies = append(replies, e.p.reply)
 		}
 	}
-	if !c.closed {
+	if !c.tornDown {
 		c.armAckTimerLocked()
 	}
 	c.mu.Unlock()
@@ -338,12 +395,13 @@ func (c *conn) expireAcks() {
 	}
 }
 
-// stopped runs once, when the reader has stopped. Live deliveries the
+// teardown runs once, when the reader has stopped (or the upgrade failed):
+// it unregisters the connection and stops the writer. Live deliveries the
 // client did not ack are reported at once so their senders store them now;
 // unacked inbox messages simply stay in the inbox.
-func (c *conn) stopped() {
+func (c *conn) teardown() {
 	c.mu.Lock()
-	c.closed = true
+	c.tornDown = true
 	var unacked []string // reply subjects, in delivery order
 	for _, e := range c.ackq {
 		if c.pending[e.msgID] == e.p {
@@ -351,7 +409,7 @@ func (c *conn) stopped() {
 		}
 	}
 	c.pending, c.ackq = nil, nil
-	c.queue, c.held = nil, nil
+	c.queue, c.held, c.heldBytes = nil, nil, 0
 	sessions := c.sessions
 	for sid := range sessions {
 		c.s.hub.sess.leave(c, sid)

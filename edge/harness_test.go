@@ -3,6 +3,7 @@ package edge_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"net/url"
 	"testing"
@@ -30,6 +31,8 @@ type cluster struct {
 	ns   *server.Server
 	url  string // NATS URL(s) edges connect to; default ns's
 	keys *auth.Keys
+	// logs, if set, receives every edge's log records (see logs_test.go).
+	logs *logRecorder
 }
 
 func newCluster(t testing.TB) *cluster {
@@ -59,7 +62,7 @@ func testConfig(id, publicURL string) edge.Config {
 		ID: id, PublicURL: publicURL, SubjectPrefix: "allspark", APIKey: "test-api-key",
 		MaxFrameBytes: 65536, SendQueueBytes: 1 << 20, AckTimeout: 2 * time.Second,
 		ValidationTTL: time.Minute, Heartbeat: 200 * time.Millisecond, WriteTimeout: 5 * time.Second,
-		DrainTimeout: 5 * time.Second, StreamReplicas: 1, InboxTTL: time.Hour, InboxMaxPerNode: 10000, HistoryTTL: time.Hour, HistoryMaxPerSession: 10000,
+		DrainTimeout: 5 * time.Second, PingInterval: 25 * time.Second, InboxReadGrace: 10 * time.Second, StreamReplicas: 1, InboxTTL: time.Hour, InboxMaxPerNode: 10000, HistoryTTL: time.Hour, HistoryMaxPerSession: 10000,
 	}
 }
 
@@ -76,7 +79,11 @@ func (c *cluster) edge(id string, mods ...func(*edge.Config)) *testEdge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := edge.New(cfg, edge.Deps{NATS: nc, Keys: c.keys, Logger: testutil.Logger(t)})
+	logger := testutil.Logger(t)
+	if c.logs != nil {
+		logger = slog.New(c.logs)
+	}
+	srv, err := edge.New(cfg, edge.Deps{NATS: nc, Keys: c.keys, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

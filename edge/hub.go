@@ -2,10 +2,9 @@ package edge
 
 import (
 	"fmt"
-	"hash/maphash"
 	"log/slog"
+	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/allspark-rt/allspark/bus"
@@ -13,10 +12,9 @@ import (
 )
 
 const (
-	hubShards = 64
 	// dispatchers is how many goroutines hand deliveries from NATS to
-	// connections. A node always maps to the same one, which keeps its
-	// messages in order.
+	// connections. A node (or a session) always maps to the same one, which
+	// keeps its messages in order.
 	dispatchers = 4
 	// dispatchBuffer is each dispatcher's NATS channel size. When it is full
 	// nats.go drops the delivery; the sender then times out and stores the
@@ -25,126 +23,111 @@ const (
 )
 
 // hub is the set of nodes connected to this edge. It owns one NATS
-// subscription per connected node, shared by that node's connections.
+// subscription per connected node, shared by that node's connections, and
+// (in sess) one per session with a member connected here.
 type hub struct {
 	nc    *nats.Conn
 	subj  bus.Subjects
 	log   *slog.Logger
-	seed  maphash.Seed
 	count atomic.Int64 // connections
 
-	shards     [hubShards]hubShard
+	nodes      shardedMap[*hubNode]
 	chans      [dispatchers]chan *nats.Msg
 	sess       sessionIndex
 	livePrefix string // subject prefix of session live subjects
 }
 
-type hubShard struct {
-	mu    sync.RWMutex
-	nodes map[string]*hubNode // guarded by mu
-}
-
 type hubNode struct {
-	conns []*conn // guarded by the shard's mu
+	conns []*conn // guarded by the nodes shard's mu
 	sub   *nats.Subscription
 }
 
 func newHub(nc *nats.Conn, subj bus.Subjects, log *slog.Logger) *hub {
-	h := &hub{nc: nc, subj: subj, log: log, seed: maphash.MakeSeed(), livePrefix: subj.SessionLive("")}
+	h := &hub{nc: nc, subj: subj, log: log, livePrefix: subj.SessionLive("")}
+	h.nodes.init()
 	h.sess.init(h)
-	for i := range h.shards {
-		h.shards[i].nodes = map[string]*hubNode{}
-	}
 	for i := range h.chans {
 		h.chans[i] = make(chan *nats.Msg, dispatchBuffer)
 	}
 	return h
 }
 
-func (h *hub) hash(node string) uint64 { return maphash.String(h.seed, node) }
-
-func (h *hub) shard(node string) *hubShard { return &h.shards[h.hash(node)%hubShards] }
+// subscribe subscribes to subject on the dispatcher that hash maps to.
+func (h *hub) subscribe(subject string, hash uint64) (*nats.Subscription, error) {
+	sub, err := h.nc.ChanSubscribe(subject, h.chans[hash%dispatchers])
+	if err != nil {
+		return nil, err
+	}
+	_ = sub.SetPendingLimits(-1, -1) // the shared channel is the bound
+	return sub, nil
+}
 
 // add registers c and, for a node's first connection here, subscribes to the
 // node's subject and reports first. The caller flushes NATS before relying
 // on the interest.
 func (h *hub) add(c *conn) (first bool, err error) {
 	node := c.id.NodeID
-	sh := h.shard(node)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	n := sh.nodes[node]
-	if n == nil {
-		sub, err := h.nc.ChanSubscribe(h.subj.Node(node), h.chans[h.hash(node)%dispatchers])
-		if err != nil {
-			return false, fmt.Errorf("subscribe node: %w", err)
+	h.nodes.update(node, func(n *hubNode, ok bool) (*hubNode, bool) {
+		if !ok {
+			sub, serr := h.subscribe(h.subj.Node(node), h.nodes.hash(node))
+			if serr != nil {
+				err = fmt.Errorf("subscribe node: %w", serr)
+				return nil, false
+			}
+			n, first = &hubNode{sub: sub}, true
 		}
-		_ = sub.SetPendingLimits(-1, -1) // the shared channel is the bound
-		n = &hubNode{sub: sub}
-		sh.nodes[node] = n
-		first = true
+		n.conns = append(n.conns, c)
+		return n, true
+	})
+	if err == nil {
+		h.count.Add(1)
 	}
-	n.conns = append(n.conns, c)
-	h.count.Add(1)
-	return first, nil
+	return first, err
 }
 
 // remove unregisters c; the node's last connection here unsubscribes, and
 // remove reports last.
 func (h *hub) remove(c *conn) (last bool) {
-	node := c.id.NodeID
-	sh := h.shard(node)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	n := sh.nodes[node]
-	if n == nil {
-		return false
-	}
-	for i, x := range n.conns {
-		if x == c {
-			n.conns = append(n.conns[:i], n.conns[i+1:]...)
-			h.count.Add(-1)
-			if len(n.conns) == 0 {
-				_ = n.sub.Unsubscribe()
-				delete(sh.nodes, node)
-				return true
-			}
-			return false
+	h.nodes.update(c.id.NodeID, func(n *hubNode, ok bool) (*hubNode, bool) {
+		if !ok {
+			return nil, false
 		}
-	}
-	return false
+		i := slices.Index(n.conns, c)
+		if i < 0 {
+			return n, true
+		}
+		n.conns = slices.Delete(n.conns, i, i+1)
+		h.count.Add(-1)
+		if len(n.conns) == 0 {
+			_ = n.sub.Unsubscribe()
+			last = true
+			return nil, false
+		}
+		return n, true
+	})
+	return last
 }
 
 // holds reports whether node has a connection on this edge.
-func (h *hub) holds(node string) bool {
-	sh := h.shard(node)
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	return sh.nodes[node] != nil
+func (h *hub) holds(node string) (held bool) {
+	h.nodes.view(node, func(_ *hubNode, ok bool) { held = ok })
+	return held
 }
 
 // lookup returns the connections of node on this edge.
-func (h *hub) lookup(node string) []*conn {
-	sh := h.shard(node)
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	if n := sh.nodes[node]; n != nil {
-		return append([]*conn(nil), n.conns...)
-	}
-	return nil
+func (h *hub) lookup(node string) (conns []*conn) {
+	h.nodes.view(node, func(n *hubNode, ok bool) {
+		if ok {
+			conns = slices.Clone(n.conns)
+		}
+	})
+	return conns
 }
 
 // all returns every connection on this edge.
 func (h *hub) all() []*conn {
 	var out []*conn
-	for i := range h.shards {
-		sh := &h.shards[i]
-		sh.mu.RLock()
-		for _, n := range sh.nodes {
-			out = append(out, n.conns...)
-		}
-		sh.mu.RUnlock()
-	}
+	h.nodes.each(func(_ string, n *hubNode) { out = append(out, n.conns...) })
 	return out
 }
 
@@ -204,4 +187,80 @@ func tokenLen(subject string) int {
 		}
 	}
 	return len(subject)
+}
+
+// sessionIndex maps each session with a member connected here to those
+// connections, and holds one NATS subscription per such session on its
+// live subject. A session message crosses NATS once per edge, however many
+// of its members that edge holds.
+type sessionIndex struct {
+	h       *hub
+	entries shardedMap[*sessionEntry]
+}
+
+type sessionEntry struct {
+	sub   *nats.Subscription
+	conns map[*conn]struct{} // guarded by the entries shard's mu
+}
+
+func (x *sessionIndex) init(h *hub) {
+	x.h = h
+	x.entries.init()
+}
+
+func (x *sessionIndex) join(c *conn, sid string) {
+	x.entries.update(sid, func(e *sessionEntry, ok bool) (*sessionEntry, bool) {
+		if !ok {
+			sub, err := x.h.subscribe(x.h.subj.SessionLive(sid), x.entries.hash(sid))
+			if err != nil {
+				x.h.log.Warn("subscribe session", "session", sid, "err", err)
+				return nil, false
+			}
+			e = &sessionEntry{sub: sub, conns: map[*conn]struct{}{}}
+		}
+		e.conns[c] = struct{}{}
+		return e, true
+	})
+}
+
+func (x *sessionIndex) leave(c *conn, sid string) {
+	x.entries.update(sid, func(e *sessionEntry, ok bool) (*sessionEntry, bool) {
+		if !ok {
+			return nil, false
+		}
+		delete(e.conns, c)
+		if len(e.conns) == 0 {
+			_ = e.sub.Unsubscribe()
+			return nil, false
+		}
+		return e, true
+	})
+}
+
+func (x *sessionIndex) members(sid string) (out []*conn) {
+	x.entries.view(sid, func(e *sessionEntry, ok bool) {
+		if !ok {
+			return
+		}
+		out = make([]*conn, 0, len(e.conns))
+		for c := range e.conns {
+			out = append(out, c)
+		}
+	})
+	return out
+}
+
+// deliverSession writes a live session message or presence frame to the
+// session's members here, except the node it is about (no echo).
+func (x *sessionIndex) deliverSession(m *nats.Msg) {
+	sid, err := bus.ParseToken(m.Subject[len(m.Subject)-tokenLen(m.Subject):])
+	if err != nil {
+		return
+	}
+	src := m.Header.Get(bus.HeaderSrcNode)
+	for _, c := range x.members(sid) {
+		if c.id.NodeID != src {
+			c.deliver(m.Data, "", "")
+		}
+	}
 }

@@ -291,7 +291,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	cancel()
 	s.announceMu.Unlock()
 	for _, c := range s.hub.all() {
-		c.closeAfter(s.reconnectFrame, allspark.CloseGoingAway, "edge shutting down")
+		c.closeAfterFrame(s.reconnectFrame, allspark.CloseGoingAway, "edge shutting down")
 	}
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -314,7 +314,7 @@ func (s *Server) Close() {
 		s.draining.Store(true)
 		conns := s.hub.all()
 		for _, c := range conns {
-			c.cut()
+			c.abort()
 		}
 		for _, c := range conns {
 			<-c.done

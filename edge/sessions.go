@@ -2,9 +2,7 @@ package edge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/allspark-rt/allspark"
@@ -12,105 +10,14 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// sessionIndex maps each session with a member connected here to those
-// connections, and holds one NATS subscription per such session on its
-// live subject. A session message crosses NATS once per edge, however many
-// of its members that edge holds.
-type sessionIndex struct {
-	h      *hub
-	shards [hubShards]sessionShard
-}
-
-type sessionShard struct {
-	mu       sync.Mutex
-	sessions map[string]*sessionEntry // guarded by mu
-}
-
-type sessionEntry struct {
-	sub   *nats.Subscription
-	conns map[*conn]struct{}
-}
-
-func (x *sessionIndex) init(h *hub) {
-	x.h = h
-	for i := range x.shards {
-		x.shards[i].sessions = map[string]*sessionEntry{}
-	}
-}
-
-func (x *sessionIndex) shard(sid string) *sessionShard { return &x.shards[x.h.hash(sid)%hubShards] }
-
-func (x *sessionIndex) join(c *conn, sid string) {
-	sh := x.shard(sid)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.sessions[sid]
-	if e == nil {
-		sub, err := x.h.nc.ChanSubscribe(x.h.subj.SessionLive(sid), x.h.chans[x.h.hash(sid)%dispatchers])
-		if err != nil {
-			x.h.log.Warn("subscribe session", "session", sid, "err", err)
-			return
-		}
-		_ = sub.SetPendingLimits(-1, -1)
-		e = &sessionEntry{sub: sub, conns: map[*conn]struct{}{}}
-		sh.sessions[sid] = e
-	}
-	e.conns[c] = struct{}{}
-}
-
-func (x *sessionIndex) leave(c *conn, sid string) {
-	sh := x.shard(sid)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.sessions[sid]
-	if e == nil {
-		return
-	}
-	delete(e.conns, c)
-	if len(e.conns) == 0 {
-		_ = e.sub.Unsubscribe()
-		delete(sh.sessions, sid)
-	}
-}
-
-func (x *sessionIndex) members(sid string) []*conn {
-	sh := x.shard(sid)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.sessions[sid]
-	if e == nil {
-		return nil
-	}
-	out := make([]*conn, 0, len(e.conns))
-	for c := range e.conns {
-		out = append(out, c)
-	}
-	return out
-}
-
-// deliverSession writes a live session message or presence frame to the
-// session's members here, except the node it is about (no echo).
-func (x *sessionIndex) deliverSession(m *nats.Msg) {
-	sid, err := bus.ParseToken(m.Subject[len(m.Subject)-tokenLen(m.Subject):])
-	if err != nil {
-		return
-	}
-	src := m.Header.Get(bus.HeaderSrcNode)
-	for _, c := range x.members(sid) {
-		if c.id.NodeID != src {
-			c.deliver(m.Data, "", "")
-		}
-	}
-}
-
 // setSessions replaces c's memberships with m (session id -> member id)
 // and updates the index to match. The index changes under c.mu, so a
-// reload racing the connection's end cannot re-add it after stopped left.
+// reload racing the connection's end cannot re-add it after teardown left.
 // Lock order: c.mu, then an index shard's.
 func (c *conn) setSessions(m map[string]string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.tornDown {
 		return
 	}
 	old := c.sessions
@@ -228,77 +135,59 @@ func (c *conn) syncSession(f frame) {
 	})
 }
 
-// ackSession records the member's read cursor.
+// cursorWrite is a session read-cursor write in flight for one
+// connection; seq is the cursor to write next, and dirty says an ack came
+// in since the write in flight read it.
+type cursorWrite struct {
+	seq   uint64 // guarded by the conn's mu
+	dirty bool   // guarded by the conn's mu
+}
+
+// ackSession records the member's read cursor. At most one write per
+// connection and session is in flight: acks that arrive meanwhile only
+// replace the seq to write, and the latest one is written when the write in
+// flight returns. So a client acking every message costs the KV store one
+// write per round trip, not one goroutine and one write per ack.
 func (c *conn) ackSession(sid string, seq uint64) {
 	c.mu.Lock()
 	_, member := c.sessions[sid]
-	c.mu.Unlock()
-	if !member {
+	if !member || c.tornDown {
+		c.mu.Unlock()
 		return
 	}
-	c.s.spawn(func() {
+	if w := c.cursors[sid]; w != nil {
+		w.seq, w.dirty = seq, true
+		c.mu.Unlock()
+		return
+	}
+	if c.cursors == nil {
+		c.cursors = map[string]*cursorWrite{}
+	}
+	w := &cursorWrite{seq: seq}
+	c.cursors[sid] = w
+	c.mu.Unlock()
+	c.s.spawn(func() { c.writeCursor(sid, w) })
+}
+
+// writeCursor writes w's seq until no newer ack is waiting.
+func (c *conn) writeCursor(sid string, w *cursorWrite) {
+	c.mu.Lock()
+	for {
+		seq := w.seq
+		w.dirty = false
+		c.mu.Unlock()
 		// Not c.ctx: an ack the client sent is kept even if it disconnects now.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
 		if err := c.s.sessions.SetCursor(ctx, sid, c.id.NodeID, seq); err != nil {
 			c.s.log.Warn("save session cursor", "session", sid, "err", err)
 		}
-	})
-}
-
-type presenceFrame struct {
-	Type      string `json:"type"` // "presence"
-	SessionID string `json:"session_id"`
-	MemberID  string `json:"member_id"`
-	Online    bool   `json:"online"`
-}
-
-// presenceTimeout bounds a presence scatter-gather.
-const presenceTimeout = 500 * time.Millisecond
-
-// holders asks every live edge and returns the ids of those holding node.
-func (s *Server) holders(ctx context.Context, node string) []string {
-	ctx, cancel := context.WithTimeout(ctx, presenceTimeout)
-	defer cancel()
-	held, err := bus.QueryPresence(ctx, s.nc, s.subj, []string{node}, len(s.registry.Live()))
-	if err != nil {
-		return nil
-	}
-	return held[node]
-}
-
-// onlineElsewhere reports whether node is connected to another edge.
-func (s *Server) onlineElsewhere(ctx context.Context, node string) bool {
-	for _, e := range s.holders(ctx, node) {
-		if e != s.cfg.ID {
-			return true
-		}
-	}
-	return false
-}
-
-// announcePresence tells node's sessions that it came online (its first
-// connection anywhere) or went offline (its last one).
-func (s *Server) announcePresence(node string, online bool, sessions map[string]string) {
-	if len(sessions) == 0 {
-		return
-	}
-	s.spawn(func() {
-		if s.onlineElsewhere(context.Background(), node) {
+		cancel()
+		c.mu.Lock()
+		if !w.dirty {
+			delete(c.cursors, sid)
+			c.mu.Unlock()
 			return
 		}
-		for sid, member := range sessions {
-			s.publishPresence(sid, node, member, online)
-		}
-	})
-}
-
-func (s *Server) publishPresence(sid, node, member string, online bool) {
-	b, _ := json.Marshal(presenceFrame{Type: "presence", SessionID: sid, MemberID: member, Online: online})
-	err := s.nc.PublishMsg(&nats.Msg{Subject: s.subj.SessionLive(sid), Data: b,
-		Header: nats.Header{bus.HeaderSrcNode: []string{node}, bus.HeaderPresence: []string{"1"}}})
-	if err != nil {
-		s.log.Warn("publish presence", "session", sid, "err", err)
 	}
 }
 

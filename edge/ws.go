@@ -50,15 +50,15 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	socket, err := s.upgrade(w, r)
 	if err != nil {
-		c.stopped() // gws has answered the handshake error
+		c.teardown() // gws has answered the handshake error
 		return
 	}
 	socket.Session().Store(sessionKey, c)
 	c.attach(socket)
 	if !exp.IsZero() {
-		c.expiry = time.AfterFunc(exp.Sub(s.now()), func() { c.close(allspark.CloseAuthExpired, "auth_key expired") })
+		c.expiry = time.AfterFunc(exp.Sub(s.now()), func() { c.requestClose(allspark.CloseAuthExpired, "auth_key expired") })
 	}
-	_ = socket.SetReadDeadline(s.now().Add(readTimeout))
+	_ = socket.SetReadDeadline(s.now().Add(readTimeout(s.cfg.PingInterval)))
 	go c.writeLoop()
 	go socket.ReadLoop()
 	c.syncInbox()
@@ -66,7 +66,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.announcePresence(id.NodeID, true, memberships)
 	}
 	if s.draining.Load() { // Shutdown began while we were registering
-		c.closeAfter(s.reconnectFrame, allspark.CloseGoingAway, "edge shutting down")
+		c.closeAfterFrame(s.reconnectFrame, allspark.CloseGoingAway, "edge shutting down")
 	}
 }
 
@@ -143,13 +143,13 @@ func (wsEvents) OnClose(socket *gws.Conn, err error) {
 		if err != nil && !errors.As(err, &ce) {
 			c.s.log.Debug("connection closed", "node", c.id.NodeID, "err", err)
 		}
-		c.stopped()
+		c.teardown()
 	}
 }
 
 func (wsEvents) OnPing(socket *gws.Conn, payload []byte) {
 	if c := connOf(socket); c != nil {
-		_ = socket.SetReadDeadline(c.s.now().Add(readTimeout))
+		c.extendRead(socket)
 		_ = socket.SetWriteDeadline(c.s.now().Add(c.s.cfg.WriteTimeout))
 	}
 	_ = socket.WritePong(payload)
@@ -157,8 +157,14 @@ func (wsEvents) OnPing(socket *gws.Conn, payload []byte) {
 
 func (wsEvents) OnPong(socket *gws.Conn, _ []byte) {
 	if c := connOf(socket); c != nil {
-		_ = socket.SetReadDeadline(c.s.now().Add(readTimeout))
+		c.extendRead(socket)
 	}
+}
+
+// extendRead moves the read deadline on: anything from the client proves
+// it alive.
+func (c *conn) extendRead(socket *gws.Conn) {
+	_ = socket.SetReadDeadline(c.s.now().Add(readTimeout(c.s.cfg.PingInterval)))
 }
 
 func (wsEvents) OnMessage(socket *gws.Conn, msg *gws.Message) {
@@ -167,6 +173,6 @@ func (wsEvents) OnMessage(socket *gws.Conn, msg *gws.Message) {
 	if c == nil {
 		return
 	}
-	_ = socket.SetReadDeadline(c.s.now().Add(readTimeout))
+	c.extendRead(socket)
 	c.handle(msg.Opcode, msg.Bytes())
 }

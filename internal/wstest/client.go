@@ -53,6 +53,7 @@ type Client struct {
 	frames chan Frame
 	closed chan struct{}
 	noAck  atomic.Bool
+	noPong atomic.Bool
 
 	mu        sync.Mutex
 	closeCode int   // guarded by mu
@@ -94,9 +95,13 @@ func newClient() *Client {
 	return &Client{frames: make(chan Frame, 1<<16), closed: make(chan struct{})}
 }
 
-func (c *Client) OnOpen(*gws.Conn)             {}
-func (c *Client) OnPing(s *gws.Conn, p []byte) { _ = s.WritePong(p) }
-func (c *Client) OnPong(*gws.Conn, []byte)     {}
+func (c *Client) OnOpen(*gws.Conn) {}
+func (c *Client) OnPing(s *gws.Conn, p []byte) {
+	if !c.noPong.Load() {
+		_ = s.WritePong(p)
+	}
+}
+func (c *Client) OnPong(*gws.Conn, []byte) {}
 func (c *Client) OnClose(_ *gws.Conn, err error) {
 	c.mu.Lock()
 	var ce *gws.CloseError
@@ -126,6 +131,10 @@ func (c *Client) OnMessage(s *gws.Conn, m *gws.Message) {
 
 // SetAutoAck turns automatic acknowledgement of messages on (the default) or off.
 func (c *Client) SetAutoAck(on bool) { c.noAck.Store(!on) }
+
+// SetPong turns answering the server's pings on (the default) or off, to
+// play a peer that has gone silent while its socket stays open.
+func (c *Client) SetPong(on bool) { c.noPong.Store(!on) }
 
 // Ack acknowledges msgIDs.
 func (c *Client) Ack(t testing.TB, msgIDs ...string) {

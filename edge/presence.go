@@ -1,0 +1,71 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/allspark-rt/allspark/bus"
+	"github.com/nats-io/nats.go"
+)
+
+// Presence: a node's first connection anywhere announces it online in each
+// of its sessions, its last one offline. Edges do not keep a presence
+// table; they ask each other (bus.QueryPresence) whether a node is held
+// elsewhere before announcing.
+
+type presenceFrame struct {
+	Type      string `json:"type"` // "presence"
+	SessionID string `json:"session_id"`
+	MemberID  string `json:"member_id"`
+	Online    bool   `json:"online"`
+}
+
+// presenceTimeout bounds a presence scatter-gather.
+const presenceTimeout = 500 * time.Millisecond
+
+// holders asks every live edge and returns the ids of those holding node.
+func (s *Server) holders(ctx context.Context, node string) []string {
+	ctx, cancel := context.WithTimeout(ctx, presenceTimeout)
+	defer cancel()
+	held, err := bus.QueryPresence(ctx, s.nc, s.subj, []string{node}, len(s.registry.Live()))
+	if err != nil {
+		return nil
+	}
+	return held[node]
+}
+
+// onlineElsewhere reports whether node is connected to another edge.
+func (s *Server) onlineElsewhere(ctx context.Context, node string) bool {
+	for _, e := range s.holders(ctx, node) {
+		if e != s.cfg.ID {
+			return true
+		}
+	}
+	return false
+}
+
+// announcePresence tells node's sessions that it came online (its first
+// connection anywhere) or went offline (its last one).
+func (s *Server) announcePresence(node string, online bool, sessions map[string]string) {
+	if len(sessions) == 0 {
+		return
+	}
+	s.spawn(func() {
+		if s.onlineElsewhere(context.Background(), node) {
+			return
+		}
+		for sid, member := range sessions {
+			s.publishPresence(sid, node, member, online)
+		}
+	})
+}
+
+func (s *Server) publishPresence(sid, node, member string, online bool) {
+	b, _ := json.Marshal(presenceFrame{Type: "presence", SessionID: sid, MemberID: member, Online: online})
+	err := s.nc.PublishMsg(&nats.Msg{Subject: s.subj.SessionLive(sid), Data: b,
+		Header: nats.Header{bus.HeaderSrcNode: []string{node}, bus.HeaderPresence: []string{"1"}}})
+	if err != nil {
+		s.log.Warn("publish presence", "session", sid, "err", err)
+	}
+}
