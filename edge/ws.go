@@ -91,10 +91,14 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, err
 // same node. exp is the auth_key's expiry (zero when only a validation token
 // was given: that token admits a connection, it does not bound its life).
 func (s *Server) wsIdentity(w http.ResponseWriter, r *http.Request) (auth.Identity, time.Time, bool) {
-	key, vt := authKeyOf(r), r.URL.Query().Get("validation_token")
+	key, problem := authKeyOf(r)
+	vt := r.URL.Query().Get("validation_token")
 	fail := func(msg string) (auth.Identity, time.Time, bool) {
 		writeError(w, http.StatusUnauthorized, allspark.CodeUnauthorized, msg)
 		return auth.Identity{}, time.Time{}, false
+	}
+	if problem != "" {
+		return fail(problem)
 	}
 	if key == "" && vt == "" {
 		return fail("auth_key or validation_token required")
