@@ -7,7 +7,10 @@ import (
 
 	"github.com/allspark-rt/allspark/auth"
 	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const secret = "0123456789abcdef-test-secret"
 
@@ -94,5 +97,19 @@ func TestVerifyRejects(t *testing.T) {
 func TestShortSecretRefused(t *testing.T) {
 	if _, err := auth.NewKeys("short", time.Now); err == nil {
 		t.Fatal("short secret accepted")
+	}
+}
+
+// The edge tells a missing key ("auth_key missing") from a bad one by this
+// error: ErrInvalid ending in ": empty". A token sent without the Bearer
+// scheme never gets here; the edge answers that itself.
+func TestEmptyTokenIsInvalidEmpty(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	k := newKeys(t, &now)
+	for _, verify := range []func(string) (auth.Identity, time.Time, error){k.VerifyAuthKey, k.VerifyValidationToken} {
+		_, _, err := verify("")
+		if !errors.Is(err, auth.ErrInvalid) || err.Error() != "invalid token: empty" {
+			t.Fatalf("err = %v", err)
+		}
 	}
 }
