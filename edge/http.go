@@ -115,17 +115,21 @@ func bearer(r *http.Request) (token string, ok bool) {
 }
 
 // authKeyOf returns the request's auth_key: the bearer token, else the
-// auth_key query parameter. It returns a message for the client when the
-// Authorization header cannot carry one.
+// auth_key query parameter. When there is neither but the Authorization
+// header uses another scheme, problem says so. (A header of another scheme
+// next to ?auth_key= is left alone: a proxy's Basic credentials, say.)
 func authKeyOf(r *http.Request) (key, problem string) {
 	t, ok := bearer(r)
-	switch {
-	case !ok:
-		return "", badScheme + " (or pass ?auth_key=)"
-	case t != "":
+	if t != "" {
 		return t, ""
 	}
-	return r.URL.Query().Get("auth_key"), ""
+	if q := r.URL.Query().Get("auth_key"); q != "" {
+		return q, ""
+	}
+	if !ok {
+		return "", badScheme + " (or pass ?auth_key=)"
+	}
+	return "", ""
 }
 
 // authenticate checks the request's auth_key.

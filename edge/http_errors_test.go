@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -108,6 +109,10 @@ func TestAuthorizationNeedsBearerScheme(t *testing.T) {
 	}
 	if status, _, body := httpDo(t, "GET", base+"/v1/connect", map[string]string{"Authorization": "bearer " + key}); status != 200 {
 		t.Fatalf("lower-case bearer: %d %v", status, body)
+	}
+	// Another scheme next to ?auth_key= (a proxy's Basic credentials) is left alone.
+	if status, _, body := httpDo(t, "GET", base+"/v1/connect?auth_key="+url.QueryEscape(key), map[string]string{"Authorization": "Basic dXNlcjpwdw=="}); status != 200 {
+		t.Fatalf("Basic header with ?auth_key=: %d %v", status, body)
 	}
 	if status, _, body := httpDo(t, "GET", base+"/v1/connect", nil); status != 401 || body.Error.Message != "auth_key missing" {
 		t.Fatalf("no credentials: %d %v", status, body)

@@ -97,10 +97,10 @@ func (s *Server) wsIdentity(w http.ResponseWriter, r *http.Request) (auth.Identi
 		writeError(w, http.StatusUnauthorized, allspark.CodeUnauthorized, msg)
 		return auth.Identity{}, time.Time{}, false
 	}
-	if problem != "" {
-		return fail(problem)
-	}
 	if key == "" && vt == "" {
+		if problem != "" {
+			return fail(problem)
+		}
 		return fail("auth_key or validation_token required")
 	}
 	var id, vid auth.Identity
