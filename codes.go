@@ -29,6 +29,10 @@ const (
 	CodeInternal     Code = "internal"     // a bug or an unexpected failure on our side
 )
 
+// CodeMethodNotAllowed answers HTTP 405: the path exists, but not for this
+// method; the Allow header lists the methods it has.
+const CodeMethodNotAllowed Code = "method_not_allowed"
+
 // Error is the JSON shape of an error: {"code":"…","message":"…"}.
 type Error struct {
 	Code    Code   `json:"code"`

@@ -133,3 +133,17 @@ func TestShortSecretRefused(t *testing.T) {
 		t.Fatal("short secret accepted")
 	}
 }
+
+// The edge tells a missing key ("auth_key missing") from a bad one by this
+// error: ErrInvalid ending in ": empty". A token sent without the Bearer
+// scheme never gets here; the edge answers that itself.
+func TestEmptyTokenIsInvalidEmpty(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	k := newKeys(t, &now)
+	for _, verify := range []func(string) (auth.Identity, time.Time, error){k.VerifyAuthKey, k.VerifyValidationToken} {
+		_, _, err := verify("")
+		if !errors.Is(err, auth.ErrInvalid) || err.Error() != "invalid token: empty" {
+			t.Fatalf("err = %v", err)
+		}
+	}
+}

@@ -17,14 +17,15 @@ type BackendMessage struct {
 	allspark.Message
 }
 
-// ParseBackendMessage decodes and validates a backend's message.
+// ParseBackendMessage decodes and validates a backend's message. A field
+// that a message does not have is rejected (bad_frame naming it).
 func ParseBackendMessage(data []byte, maxBytes int) (*BackendMessage, *allspark.Error) {
 	if len(data) > maxBytes {
 		return nil, allspark.Errorf(allspark.CodeTooLarge, fmt.Sprintf("message is %d bytes, the limit is %d", len(data), maxBytes))
 	}
 	var bm BackendMessage
-	if err := json.Unmarshal(data, &bm); err != nil {
-		return nil, allspark.Errorf(allspark.CodeBadFrame, "invalid JSON: "+err.Error())
+	if err := allspark.DecodeObject(data, &bm); err != nil {
+		return nil, err
 	}
 	if !allspark.ValidID(bm.SrcID) {
 		return nil, allspark.Errorf(allspark.CodeBadID, "src_id must be a valid id")

@@ -103,8 +103,8 @@ func TestCORS(t *testing.T) {
 		{"no origin unaffected by default", same, "GET", "/v1/connect", "", alice, "", nil, 200, "", false},
 		{"backend messages never CORS, listed origin", listed, "POST", "/v1/messages", appOrigin, "test-api-key", `{"src_id":"svc","dest_id":"nobody","payload":1}`, nil, 200, "", false},
 		{"backend messages ignore a disallowed origin", same, "POST", "/v1/messages", "https://evil.example.com", "test-api-key", `{"src_id":"svc","dest_id":"nobody","payload":1}`, nil, 200, "", false},
-		{"backend messages have no preflight", listed, "OPTIONS", "/v1/messages", appOrigin, "", "", preflight, 404, "not_found", false},
-		{"wrong method on a known path", listed, "POST", "/v1/connect", "", alice, "", nil, 404, "not_found", false},
+		{"backend messages have no preflight", listed, "OPTIONS", "/v1/messages", appOrigin, "", "", preflight, 405, "method_not_allowed", false},
+		{"wrong method on a known path", listed, "POST", "/v1/connect", "", alice, "", nil, 405, "method_not_allowed", false},
 		{"health has no CORS", listed, "GET", "/healthz", "https://evil.example.com", "", "", nil, 200, "", false},
 		{"dev tokens off: not found", listed, "POST", "/v1/dev/token", appOrigin, "", `{"node_id":"x"}`, nil, 404, "not_found", true},
 	}

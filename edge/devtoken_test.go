@@ -76,8 +76,8 @@ func TestDevToken(t *testing.T) {
 			t.Errorf("%s: %d %q, want %d %q", tc.name, got.status, got.code, tc.status, tc.code)
 		}
 	}
-	if got := do(t, "GET", e.http.URL+"/v1/dev/token", "", "", "", nil); got.status != 404 {
-		t.Errorf("GET /v1/dev/token: %d, want 404", got.status)
+	if got := do(t, "GET", e.http.URL+"/v1/dev/token", "", "", "", nil); got.status != 405 {
+		t.Errorf("GET /v1/dev/token: %d, want 405", got.status)
 	}
 	if got := do(t, "OPTIONS", e.http.URL+"/v1/dev/token", appOrigin, "", "", http.Header{"Access-Control-Request-Method": {"POST"}}); got.status != 204 {
 		t.Errorf("preflight of /v1/dev/token: %d, want 204", got.status)

@@ -32,8 +32,9 @@ func (k frameKind) String() string {
 	return "bad"
 }
 
-// inFrame is every field a client frame may carry. Destinations are pointers
-// so an empty string (a bad id) differs from an absent field.
+// inFrame is every field a client frame may carry; a field it does not
+// have is rejected (bad_frame naming it). Destinations are pointers so an
+// empty string (a bad id) differs from an absent field.
 type inFrame struct {
 	Type          string          `json:"type"`
 	ID            string          `json:"id"`
@@ -74,78 +75,99 @@ func decodeFrame(b []byte) (frame, *allspark.Error) {
 		return frame{}, allspark.Errorf(allspark.CodeBadFrame, "frame must be a JSON object")
 	}
 	var in inFrame
-	if err := json.Unmarshal(b, &in); err != nil {
-		return frame{}, allspark.Errorf(allspark.CodeBadFrame, "invalid JSON: "+err.Error())
+	// The decoder fills what it can before reporting an unknown field or a
+	// mistyped value, so the id usually survives for the error frame.
+	if err := allspark.DecodeObject(b, &in); err != nil {
+		return frame{id: in.ID}, err
 	}
 	f := frame{id: in.ID}
-	hasDest := in.DestID != nil || in.DestClientID != nil || in.DestSessionID != nil
+	var err *allspark.Error
 	switch in.Type {
 	case "", "message":
-		if !hasDest {
-			if in.Type == "message" {
-				return f, allspark.Errorf(allspark.CodeBadFrame, "message needs dest_id, dest_client_id or dest_session_id")
-			}
-			f.kind = kindPing
-			return f, nil
-		}
-		m := &allspark.Message{Payload: in.Payload, Payload1: in.Payload1, Payload2: in.Payload2}
-		if in.DestID != nil {
-			m.DestID = *in.DestID
-		}
-		if in.DestClientID != nil {
-			m.DestClientID = *in.DestClientID
-		}
-		if in.DestSessionID != nil {
-			m.DestSessionID = *in.DestSessionID
-		}
-		if in.MemberID != nil {
-			if *in.MemberID == "" {
-				return f, allspark.Errorf(allspark.CodeBadID, "member_id must not be empty")
-			}
-			m.MemberID = *in.MemberID
-		}
-		if n := countSet(in.DestID, in.DestClientID, in.DestSessionID); n > 1 {
-			return f, allspark.Errorf(allspark.CodeBadFrame, "only one of dest_id, dest_client_id, dest_session_id may be set")
-		}
-		if m.DestID == "" && m.DestClientID == "" && m.DestSessionID == "" {
-			return f, allspark.Errorf(allspark.CodeBadID, "destination id must not be empty")
-		}
-		if err := m.CheckDest(); err != nil {
-			return f, err
-		}
-		f.kind, f.msg = kindMessage, m
+		err = in.message(&f)
 	case "ping":
 		f.kind = kindPing
 	case "ack":
-		ids := in.MsgIDs
-		if in.MsgID != "" {
-			ids = append(ids, in.MsgID)
-		}
-		if in.SessionID != "" {
-			if !allspark.ValidID(in.SessionID) || in.Seq == 0 {
-				return f, allspark.Errorf(allspark.CodeBadFrame, "a session ack needs a valid session_id and seq")
-			}
-			f.sessionID, f.afterSeq = in.SessionID, in.Seq
-		}
-		if len(ids) == 0 && f.sessionID == "" {
-			return f, allspark.Errorf(allspark.CodeBadFrame, "ack needs msg_id, msg_ids or session_id and seq")
-		}
-		if len(ids) > maxAckBatch {
-			return f, allspark.Errorf(allspark.CodeBadFrame, fmt.Sprintf("at most %d msg_ids per ack", maxAckBatch))
-		}
-		f.kind, f.ackIDs = kindAck, ids
+		err = in.ack(&f)
 	case "sync":
-		if !allspark.ValidID(in.SessionID) {
-			return f, allspark.Errorf(allspark.CodeBadID, "sync needs a valid session_id")
-		}
-		if in.Limit < 0 {
-			return f, allspark.Errorf(allspark.CodeBadFrame, "limit must not be negative")
-		}
-		f.kind, f.sessionID, f.afterSeq, f.limit = kindSync, in.SessionID, in.AfterSeq, in.Limit
+		err = in.sync(&f)
 	default:
-		return f, allspark.Errorf(allspark.CodeUnknownType, fmt.Sprintf("unknown frame type %q", allspark.Truncate(in.Type, 32)))
+		err = allspark.Errorf(allspark.CodeUnknownType, fmt.Sprintf("unknown frame type %q", allspark.Truncate(in.Type, 32)))
 	}
-	return f, nil
+	return f, err
+}
+
+// message fills f from a message frame, or a ping: a frame with no type
+// and no destination is AllSparkRT's ping.
+func (in *inFrame) message(f *frame) *allspark.Error {
+	if countSet(in.DestID, in.DestClientID, in.DestSessionID) == 0 {
+		if in.Type == "message" {
+			return allspark.Errorf(allspark.CodeBadFrame, "message needs dest_id, dest_client_id or dest_session_id")
+		}
+		f.kind = kindPing
+		return nil
+	}
+	m := &allspark.Message{Payload: in.Payload, Payload1: in.Payload1, Payload2: in.Payload2}
+	if in.DestID != nil {
+		m.DestID = *in.DestID
+	}
+	if in.DestClientID != nil {
+		m.DestClientID = *in.DestClientID
+	}
+	if in.DestSessionID != nil {
+		m.DestSessionID = *in.DestSessionID
+	}
+	if in.MemberID != nil {
+		if *in.MemberID == "" {
+			return allspark.Errorf(allspark.CodeBadID, "member_id must not be empty")
+		}
+		m.MemberID = *in.MemberID
+	}
+	if n := countSet(in.DestID, in.DestClientID, in.DestSessionID); n > 1 {
+		return allspark.Errorf(allspark.CodeBadFrame, "only one of dest_id, dest_client_id, dest_session_id may be set")
+	}
+	if m.DestID == "" && m.DestClientID == "" && m.DestSessionID == "" {
+		return allspark.Errorf(allspark.CodeBadID, "destination id must not be empty")
+	}
+	if err := m.CheckDest(); err != nil {
+		return err
+	}
+	f.kind, f.msg = kindMessage, m
+	return nil
+}
+
+// ack fills f from an ack frame: message ids, a session read cursor, or both.
+func (in *inFrame) ack(f *frame) *allspark.Error {
+	ids := in.MsgIDs
+	if in.MsgID != "" {
+		ids = append(ids, in.MsgID)
+	}
+	if in.SessionID != "" {
+		if !allspark.ValidID(in.SessionID) || in.Seq == 0 {
+			return allspark.Errorf(allspark.CodeBadFrame, "a session ack needs a valid session_id and seq")
+		}
+		f.sessionID, f.afterSeq = in.SessionID, in.Seq
+	}
+	if len(ids) == 0 && f.sessionID == "" {
+		return allspark.Errorf(allspark.CodeBadFrame, "ack needs msg_id, msg_ids or session_id and seq")
+	}
+	if len(ids) > maxAckBatch {
+		return allspark.Errorf(allspark.CodeBadFrame, fmt.Sprintf("at most %d msg_ids per ack", maxAckBatch))
+	}
+	f.kind, f.ackIDs = kindAck, ids
+	return nil
+}
+
+// sync fills f from a session history request.
+func (in *inFrame) sync(f *frame) *allspark.Error {
+	if !allspark.ValidID(in.SessionID) {
+		return allspark.Errorf(allspark.CodeBadID, "sync needs a valid session_id")
+	}
+	if in.Limit < 0 {
+		return allspark.Errorf(allspark.CodeBadFrame, "limit must not be negative")
+	}
+	f.kind, f.sessionID, f.afterSeq, f.limit = kindSync, in.SessionID, in.AfterSeq, in.Limit
+	return nil
 }
 
 func countSet(ps ...*string) int {

@@ -36,10 +36,37 @@ func (s *Server) routes() {
 	s.sessionRoutes(m)
 	s.pushRoutes(m)
 	s.devRoutes(m)
-	m.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotFound, allspark.CodeNotFound, "no such endpoint")
-	})
+	m.HandleFunc("/", noRoute(m))
 	s.mux = m
+}
+
+// noRoute answers requests that matched only the catch-all "/": 405 with an
+// Allow header when the path is served for other methods, else 404, both
+// with a JSON error. ServeMux would answer 405 itself, but only in plain
+// text, and the catch-all (needed for the JSON 404) hides it.
+func noRoute(m *http.ServeMux) http.HandlerFunc {
+	// OPTIONS is not probed: CORS preflights are answered in front of the mux.
+	methods := [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, method := range methods {
+			probe := r.WithContext(r.Context())
+			probe.Method = method
+			if _, pattern := m.Handler(probe); pattern != "" && pattern != "/" {
+				allow = append(allow, method)
+				if method == http.MethodGet {
+					allow = append(allow, http.MethodHead)
+				}
+			}
+		}
+		if len(allow) == 0 {
+			writeError(w, http.StatusNotFound, allspark.CodeNotFound, "no such endpoint")
+			return
+		}
+		list := strings.Join(allow, ", ")
+		w.Header().Set("Allow", list)
+		writeError(w, http.StatusMethodNotAllowed, allspark.CodeMethodNotAllowed, r.Method+" is not allowed here; use "+list)
+	}
 }
 
 type errorBody struct {
@@ -73,20 +100,40 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int, limitName strin
 	return body, true
 }
 
-// bearer returns the Authorization bearer token, or "".
-func bearer(r *http.Request) string {
+// badScheme answers an Authorization header that is not "Bearer <key>":
+// a key sent without the scheme would otherwise be reported missing.
+const badScheme = `Authorization header must be "Bearer <key>"`
+
+// bearer returns the Authorization header's bearer token ("" when there is
+// no header). ok is false when the header uses another scheme.
+func bearer(r *http.Request) (token string, ok bool) {
 	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
+	if h == "" {
+		return "", true
 	}
-	return ""
+	scheme, token, _ := strings.Cut(strings.TrimSpace(h), " ")
+	if !strings.EqualFold(scheme, "bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
 }
 
-func authKeyOf(r *http.Request) string {
-	if t := bearer(r); t != "" {
-		return t
+// authKeyOf returns the request's auth_key: the bearer token, else the
+// auth_key query parameter. When there is neither but the Authorization
+// header uses another scheme, problem says so. (A header of another scheme
+// next to ?auth_key= is left alone: a proxy's Basic credentials, say.)
+func authKeyOf(r *http.Request) (key, problem string) {
+	t, ok := bearer(r)
+	if t != "" {
+		return t, ""
 	}
-	return r.URL.Query().Get("auth_key")
+	if q := r.URL.Query().Get("auth_key"); q != "" {
+		return q, ""
+	}
+	if !ok {
+		return "", badScheme + " (or pass ?auth_key=)"
+	}
+	return "", ""
 }
 
 // authenticate checks the request's auth_key.
@@ -97,7 +144,12 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Iden
 
 // authenticateUntil is authenticate that also returns the key's expiry.
 func (s *Server) authenticateUntil(w http.ResponseWriter, r *http.Request) (auth.Identity, time.Time, bool) {
-	id, exp, err := s.keys.VerifyAuthKey(authKeyOf(r))
+	key, problem := authKeyOf(r)
+	if problem != "" {
+		writeError(w, http.StatusUnauthorized, allspark.CodeUnauthorized, problem)
+		return auth.Identity{}, time.Time{}, false
+	}
+	id, exp, err := s.keys.VerifyAuthKey(key)
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, allspark.CodeUnauthorized, authMessage("auth_key", err))
 		return auth.Identity{}, time.Time{}, false
@@ -184,11 +236,14 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 
 // handleMessages is POST /v1/messages: the HTTP twin of allspark.send.
 func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
-	key := bearer(r)
-	if s.cfg.APIKey == "" || subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) != 1 {
+	key, ok := bearer(r)
+	if s.cfg.APIKey == "" || !ok || subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) != 1 {
 		msg := "wrong or missing API key"
-		if s.cfg.APIKey == "" {
+		switch {
+		case s.cfg.APIKey == "":
 			msg = "ALLSPARK_API_KEY is not set on this edge"
+		case !ok:
+			msg = badScheme + " with ALLSPARK_API_KEY"
 		}
 		writeError(w, http.StatusUnauthorized, allspark.CodeUnauthorized, msg)
 		return

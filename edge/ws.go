@@ -94,8 +94,12 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, err
 // expiry of the key it was minted for, so a connection never outlives the
 // key behind it, however it was opened.
 func (s *Server) wsIdentity(r *http.Request) (auth.Identity, time.Time, *wsRefusal) {
-	key, vt := authKeyOf(r), r.URL.Query().Get("validation_token")
+	key, problem := authKeyOf(r)
+	vt := r.URL.Query().Get("validation_token")
 	if key == "" && vt == "" {
+		if problem != "" {
+			return auth.Identity{}, time.Time{}, &wsRefusal{problem, "credentials missing"}
+		}
 		return auth.Identity{}, time.Time{}, &wsRefusal{"auth_key or validation_token required", "credentials missing"}
 	}
 	var id, vid auth.Identity

@@ -5,13 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
-	"strings"
 
-	"github.com/allspark-rt/allspark/auth"
 	"github.com/allspark-rt/allspark/edge"
 	"github.com/allspark-rt/allspark/internal/envconfig"
 	"github.com/allspark-rt/allspark/push"
@@ -105,43 +101,4 @@ func defaultPublicURL(listen string) string {
 		host = "localhost"
 	}
 	return "http://" + net.JoinHostPort(host, port)
-}
-
-// authSecret returns the configured secret. In the all-in-one mode an unset
-// secret is generated once and kept in DATA_DIR, so restarts and
-// `edge token` agree; a cluster must be given one explicitly.
-func authSecret(cfg config, log *slog.Logger) (string, error) {
-	if cfg.AuthSecret != "" {
-		if len(cfg.AuthSecret) < auth.MinSecretLen {
-			return "", fmt.Errorf("ALLSPARK_AUTH_SECRET: must be at least %d bytes", auth.MinSecretLen)
-		}
-		return cfg.AuthSecret, nil
-	}
-	if !cfg.embedded() {
-		return "", errors.New("ALLSPARK_AUTH_SECRET: required when ALLSPARK_NATS_URL is set (every edge must share it)")
-	}
-	path := filepath.Join(cfg.DataDir, "auth_secret")
-	if b, err := os.ReadFile(path); err == nil {
-		if s := strings.TrimSpace(string(b)); len(s) >= auth.MinSecretLen {
-			if log != nil {
-				log.Warn("ALLSPARK_AUTH_SECRET is not set: using the development secret kept in " + path + "; set it in production")
-			}
-			return s, nil
-		}
-	}
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", fmt.Errorf("generate auth secret: %w", err)
-	}
-	s := hex.EncodeToString(raw[:])
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return "", fmt.Errorf("create data dir: %w", err)
-	}
-	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("save generated auth secret: %w", err)
-	}
-	if log != nil {
-		log.Warn("!!! ALLSPARK_AUTH_SECRET is not set: GENERATED a development secret and saved it to " + path + ". Set ALLSPARK_AUTH_SECRET in production. !!!")
-	}
-	return s, nil
 }

@@ -3,7 +3,7 @@
 // complete single-box deployment.
 //
 //	edge                                   serve (default)
-//	edge token --node ID [--client ID] [--ttl 24h]   print a development auth_key
+//	edge token --node ID [--client ID] [--ttl 24h] [--create-secret]   print a development auth_key
 package main
 
 import (
@@ -24,6 +24,11 @@ func main() {
 	}
 }
 
+const usage = "usage: edge [serve] | edge token --node ID [--client ID] [--ttl 24h] [--create-secret]\n" +
+	"Configuration is environment only: see .env.example. `edge token --help` describes token."
+
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
@@ -31,8 +36,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return runToken(args[1:], getenv, stdout)
 		case "serve":
 			args = args[1:]
-		case "-h", "--help", "help":
-			fmt.Fprintln(stdout, "usage: edge [serve] | edge token --node ID [--client ID] [--ttl 24h]\nConfiguration is environment only: see .env.example.")
+			if len(args) == 1 && isHelp(args[0]) {
+				fmt.Fprintln(stdout, usage)
+				return nil
+			}
+		case "-h", "-help", "--help", "help":
+			fmt.Fprintln(stdout, usage)
 			return nil
 		default:
 			return fmt.Errorf("unknown command %q (want serve or token)", args[0])

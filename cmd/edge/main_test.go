@@ -95,7 +95,7 @@ func TestInvalidConfigNamesVariable(t *testing.T) {
 	}{
 		"unparsable int":       {map[string]string{"ALLSPARK_MAX_FRAME_BYTES": "lots"}, "ALLSPARK_MAX_FRAME_BYTES"},
 		"out of range":         {map[string]string{"ALLSPARK_MAX_FRAME_BYTES": "10"}, "ALLSPARK_MAX_FRAME_BYTES"},
-		"bad duration":         {map[string]string{"ALLSPARK_ACK_TIMEOUT": "soon"}, "ALLSPARK_ACK_TIMEOUT"},
+		"bad duration":         {map[string]string{"ALLSPARK_ACK_TIMEOUT": "abc"}, `ALLSPARK_ACK_TIMEOUT="abc"`},
 		"bad public url":       {map[string]string{"ALLSPARK_PUBLIC_URL": "ftp://x"}, "ALLSPARK_PUBLIC_URL"},
 		"bad prefix":           {map[string]string{"ALLSPARK_SUBJECT_PREFIX": "a.b"}, "ALLSPARK_SUBJECT_PREFIX"},
 		"bad listen":           {map[string]string{"ALLSPARK_LISTEN": "nope"}, "ALLSPARK_LISTEN"},
@@ -108,6 +108,9 @@ func TestInvalidConfigNamesVariable(t *testing.T) {
 			err := run(context.Background(), nil, envOf(tc.env), io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want mention of %s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "%!") {
+				t.Fatalf("formatting artefact in %q", err)
 			}
 		})
 	}

@@ -39,7 +39,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		return err
 	}
 	log := newLogger(cfg, stdout)
-	secret, err := authSecret(cfg, log)
+	secret, err := authSecret(cfg, true, log)
 	if err != nil {
 		return err
 	}

@@ -28,13 +28,15 @@ func Load(cfg any, getenv func(string) string) error {
 		}
 	}
 	if err := env.ParseWithOptions(cfg, opts); err != nil {
-		return nameVariables(reflect.TypeOf(cfg).Elem(), err)
+		return nameVariables(reflect.TypeOf(cfg).Elem(), opts.Environment, err)
 	}
 	return nil
 }
 
-// nameVariables rewrites env's errors, which name Go fields.
-func nameVariables(t reflect.Type, err error) error {
+// nameVariables rewrites env's errors, which name Go fields, to name the
+// variable and the value it was given. env.ParseError has no Unwrap, so
+// its cause is taken from its Err field.
+func nameVariables(t reflect.Type, values map[string]string, err error) error {
 	var agg env.AggregateError
 	if !errors.As(err, &agg) {
 		return err
@@ -43,7 +45,8 @@ func nameVariables(t reflect.Type, err error) error {
 	for _, e := range agg.Errors {
 		var pe env.ParseError
 		if errors.As(e, &pe) {
-			out = append(out, fmt.Errorf("%s%s: cannot parse as %s: %w", Prefix, envKey(t, pe.Name), pe.Type, errors.Unwrap(pe)))
+			key := Prefix + envKey(t, pe.Name)
+			out = append(out, fmt.Errorf("%s=%q: cannot parse as %s: %w", key, values[key], pe.Type, pe.Err))
 			continue
 		}
 		out = append(out, e)

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// harness starts each system fresh for every scenario, runs the chosen
+// scenarios and collects one result row per scenario and system.
+type harness struct {
+	ctx        context.Context
+	o          options
+	stderr     io.Writer
+	dir        string // built binaries and data dirs
+	centrifugo string // the Centrifugo binary, or "" (its rows are skipped)
+	results    []result
+	maxRate    map[string]float64 // scenario a: each system's max rate, for its 50% run
+}
+
+var errSkip = errors.New("skipped")
+
+// newHarness builds the edge and embedded-nats binaries and finds
+// Centrifugo when it is among the systems.
+func newHarness(ctx context.Context, o options, stderr io.Writer) (*harness, func(), error) {
+	dir, err := os.MkdirTemp("", "allspark-bench-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("create work dir: %w", err)
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	h := &harness{ctx: ctx, o: o, stderr: stderr, dir: dir, maxRate: map[string]float64{}}
+	h.logf("building edge and embedded-nats…")
+	build := exec.CommandContext(ctx, "go", "build", "-o", dir+"/", "./cmd/edge", "./cmd/embedded-nats")
+	if outb, err := build.CombinedOutput(); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("build: %w\n%s", err, outb)
+	}
+	if o.systems["centrifugo"] {
+		if err := os.MkdirAll(o.cache, 0o755); err == nil {
+			h.centrifugo, err = findCentrifugo(o.cache, h.logf)
+			if err != nil {
+				h.logf("Centrifugo unavailable, its rows are skipped: %v", err)
+			}
+		}
+	}
+	return h, cleanup, nil
+}
+
+func (h *harness) logf(f string, a ...any) { fmt.Fprintf(h.stderr, "\r\033[K"+f+"\n", a...) }
+
+// runScenarios runs the chosen scenarios in the documented order.
+func (h *harness) runScenarios() {
+	o := h.o
+	if o.scenarios["a"] {
+		h.pointToPointRuns()
+	}
+	if o.scenarios["b"] {
+		h.allsparkOnly("b", func(sys *system) (result, error) {
+			return perUser(h.ctx, sys, 100, 20, o.duration, h.progress("per-user"))
+		})
+	}
+	if o.scenarios["c"] {
+		h.fanOutRuns()
+	}
+	if o.scenarios["d"] {
+		h.allsparkOnly("d", func(sys *system) (result, error) { return offlineReplay(h.ctx, sys, 200, 100) })
+	}
+	if o.scenarios["e"] {
+		h.each("e", func(sys *system) (result, error) { return idle(h.ctx, sys, o.idle) })
+	}
+	if o.scenarios["seed"] {
+		h.seedRun()
+	}
+}
+
+// pointToPointRuns is scenario a: max rate, then 50% of each system's own max.
+func (h *harness) pointToPointRuns() {
+	o := h.o
+	what := fmt.Sprintf("a: 1:1 random pairs, %d clients, max rate", o.clients)
+	h.each(what, func(sys *system) (result, error) {
+		if o.profile != "" && sys.name == "AllSpark" {
+			go func() {
+				time.Sleep(o.duration / 4) // profile the steady middle of the run
+				if err := sys.srv.cpuProfile(o.duration/2, o.profile); err != nil {
+					h.logf("profile: %v", err)
+				}
+			}()
+		}
+		r, err := pointToPoint(h.ctx, sys, what, o.clients, 0, o.duration, h.progress(sys.name))
+		h.maxRate[sys.name] = r.Rate
+		return r, err
+	})
+	what = "a: 1:1 at 50% of that system's max rate"
+	h.each(what, func(sys *system) (result, error) {
+		return pointToPoint(h.ctx, sys, what, o.clients, h.maxRate[sys.name]/2, o.duration/2, h.progress(sys.name))
+	})
+}
+
+// fanOutRuns is scenario c: one big session, then many small ones.
+func (h *harness) fanOutRuns() {
+	for _, shape := range [][2]int{{1, 1000}, {100, 10}} {
+		what := fmt.Sprintf("c: session fan-out, %d x %d members", shape[0], shape[1])
+		h.each(what, func(sys *system) (result, error) {
+			if sys.name == "AllSpark" {
+				sys = allsparkSystem(sys.srv, sys.base, "dest_session_id")
+			}
+			return fanOut(h.ctx, sys, what, shape[0], shape[1], h.o.duration/2, h.progress(sys.name))
+		})
+	}
+}
+
+// seedRun is AllSparkRT's headline load at its rate for -duration.
+func (h *harness) seedRun() {
+	what, rate := seedPlan(h.o.duration)
+	h.allsparkOnly(what, func(sys *system) (result, error) {
+		r, err := pointToPoint(h.ctx, sys, what, 100, rate, h.o.duration, h.progress("seed"))
+		if r.Sent > 0 {
+			r.Note = fmt.Sprintf("errors %.2f%% (rejected+lost of %d sent)", 100*float64(r.Errors+r.Lost)/float64(r.Sent), r.Sent)
+		}
+		return r, err
+	})
+}
+
+// start runs a fresh instance of the named system.
+func (h *harness) start(name string) (*system, func(), error) {
+	sctx, cancel := context.WithTimeout(h.ctx, 60*time.Second)
+	defer cancel()
+	switch name {
+	case "allspark":
+		s, base, err := startAllSpark(sctx, h.dir, filepath.Join(h.dir, "edge"))
+		if err != nil {
+			return nil, nil, err
+		}
+		return allsparkSystem(s, base, "dest_id"), s.stop, nil
+	case "nats":
+		s, addr, err := startNATS(sctx, h.dir, filepath.Join(h.dir, "embedded-nats"))
+		if err != nil {
+			return nil, nil, err
+		}
+		return natsSystem(s, addr), s.stop, nil
+	case "centrifugo":
+		if h.centrifugo == "" {
+			return nil, nil, errSkip
+		}
+		s, base, err := startCentrifugo(sctx, h.dir, h.centrifugo)
+		if err != nil {
+			return nil, nil, err
+		}
+		return centrifugoSystem(s, base), s.stop, nil
+	}
+	return nil, nil, fmt.Errorf("unknown system %q", name)
+}
+
+// each runs f once per chosen system, each on a fresh instance.
+func (h *harness) each(what string, f func(sys *system) (result, error)) {
+	for _, name := range allSystems() {
+		if h.o.systems[name] {
+			h.one(name, what, f)
+		}
+	}
+}
+
+// allsparkOnly runs a scenario that only AllSpark has (it needs acks,
+// client ids or storage), when AllSpark is among the systems.
+func (h *harness) allsparkOnly(what string, f func(sys *system) (result, error)) {
+	if h.o.systems["allspark"] {
+		h.one("allspark", what, f)
+	}
+}
+
+func (h *harness) one(name, what string, f func(sys *system) (result, error)) {
+	if h.ctx.Err() != nil {
+		return
+	}
+	sys, stop, err := h.start(name)
+	if errors.Is(err, errSkip) {
+		return
+	}
+	if err != nil {
+		h.add(result{Scenario: what, System: name}, err, what)
+		return
+	}
+	r, err := f(sys)
+	stop()
+	h.add(r, err, what)
+}
+
+func (h *harness) add(r result, err error, what string) {
+	if err != nil {
+		h.logf("%s: %v", what, err)
+		r.Note = "failed: " + err.Error()
+	}
+	h.results = append(h.results, r)
+	h.logf("%-44s %-14s %10.0f/s p99 %6.2f ms lost %d", r.Scenario, r.System, r.Rate, r.P99, r.Lost)
+}
+
+// progress draws a progress bar of a timed run on stderr.
+func (h *harness) progress(label string) func(*collector) {
+	t0 := time.Now()
+	d := h.o.duration
+	return func(c *collector) {
+		el := time.Since(t0)
+		bar := strings.Repeat("█", min(30, int(30*el/d))) + strings.Repeat("░", max(0, 30-int(30*el/d)))
+		fmt.Fprintf(h.stderr, "\r\033[K%s %s %4.0fs  received %d", label, bar, el.Seconds(), c.received.Load())
+	}
+}
