@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/allspark-rt/allspark/auth"
+	"github.com/allspark-rt/allspark/internal/secretfile"
 )
 
 // secretFile is where the all-in-one edge keeps its generated secret.
@@ -75,54 +76,22 @@ func readSecret(path string) (string, error) {
 
 // loadOrCreateSecret returns the secret saved at path, generating it if
 // there is none. Processes that start together (the edge and `edge token
-// --create-secret`, or two edges) must end up with one secret: each writes
-// a complete candidate to its own temporary file and hard-links it to path.
-// link(2) fails if path exists, so exactly one candidate wins, readers never
-// see a partly written file, and every loser reads the winner's secret.
+// --create-secret`, or two edges) end up with one secret: see secretfile.
 func loadOrCreateSecret(path string) (secret string, created bool, err error) {
 	if s, err := readSecret(path); !errors.Is(err, fs.ErrNotExist) {
 		return s, false, err
 	}
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", false, fmt.Errorf("generate auth secret: %w", err)
-	}
-	s := hex.EncodeToString(raw[:])
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", false, fmt.Errorf("create data dir: %w", err)
-	}
-	tmp, err := writeTemp(dir, s+"\n")
+	_, created, err = secretfile.LoadOrCreate(path, func() ([]byte, error) {
+		var raw [32]byte
+		if _, err := rand.Read(raw[:]); err != nil {
+			return nil, fmt.Errorf("generate auth secret: %w", err)
+		}
+		return []byte(hex.EncodeToString(raw[:]) + "\n"), nil
+	})
 	if err != nil {
 		return "", false, fmt.Errorf("save generated auth secret: %w", err)
 	}
-	defer os.Remove(tmp)
-	switch err := os.Link(tmp, path); {
-	case errors.Is(err, fs.ErrExist):
-		s, err := readSecret(path)
-		return s, false, err
-	case err != nil:
-		return "", false, fmt.Errorf("save generated auth secret: %w", err)
-	}
-	return s, true, nil
-}
-
-// writeTemp writes data to a new private file in dir and returns its name.
-func writeTemp(dir, data string) (string, error) {
-	f, err := os.CreateTemp(dir, ".auth_secret-*")
-	if err != nil {
-		return "", err
-	}
-	_, err = f.WriteString(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
+	// Whoever won, the file is now whole: read it as any later start would.
+	s, err := readSecret(path)
+	return s, created, err
 }
