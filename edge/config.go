@@ -47,6 +47,11 @@ type Config struct {
 	// messages can no longer be synced.
 	HistoryTTL           time.Duration `env:"HISTORY_TTL" envDefault:"720h"`
 	HistoryMaxPerSession int64         `env:"HISTORY_MAX_PER_SESSION" envDefault:"10000"`
+	// SessionMaxMembers caps one session's members (a join past it answers
+	// 409 conflict); NodeMaxSessions caps the sessions one node is in (a
+	// join or create past it answers 409 conflict). 0 means the default.
+	SessionMaxMembers int `env:"SESSION_MAX_MEMBERS" envDefault:"10000"`
+	NodeMaxSessions   int `env:"NODE_MAX_SESSIONS" envDefault:"1000"`
 }
 
 // Validate reports the first invalid field by its environment name.
@@ -84,6 +89,12 @@ func (c Config) Validate() error {
 	}
 	if c.HistoryMaxPerSession < 1 {
 		bad("HISTORY_MAX_PER_SESSION", "must be positive, got %d", c.HistoryMaxPerSession)
+	}
+	if c.SessionMaxMembers < 0 || c.SessionMaxMembers > 100_000 {
+		bad("SESSION_MAX_MEMBERS", "must be 0 (default) to 100000, got %d", c.SessionMaxMembers)
+	}
+	if c.NodeMaxSessions < 0 || c.NodeMaxSessions > 100_000 {
+		bad("NODE_MAX_SESSIONS", "must be 0 (default) to 100000, got %d", c.NodeMaxSessions)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)
