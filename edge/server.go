@@ -230,11 +230,17 @@ func (s *Server) openStores(ctx context.Context) error {
 }
 
 // openStore runs open until it succeeds, ctx ends or it fails for good.
+// The first tries are short: when several edges create the same stream at
+// once on a new meta leader, some requests are never answered, and a
+// retry (creation is idempotent) is answered at once. Later tries get
+// longer, for a cluster that is merely slow.
 func (s *Server) openStore(ctx context.Context, what string, open func(context.Context) error) error {
+	timeout := time.Second
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		actx, cancel := context.WithTimeout(ctx, timeout)
 		err := open(actx)
 		cancel()
+		timeout = min(2*timeout, 5*time.Second)
 		switch {
 		case err == nil:
 			return nil
