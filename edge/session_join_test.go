@@ -1,0 +1,46 @@
+package edge_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/allspark-rt/allspark/internal/wstest"
+)
+
+// A repeated join changes nothing, so the session hears of the member once:
+// only the first join of an online member sends a presence frame. The
+// barrier is a later real join, announced the same way.
+func TestRepeatedJoinSendsNoPresence(t *testing.T) {
+	c := newCluster(t)
+	a := c.edge("edge-a")
+	c.mustCall(a, "POST", "/v1/sessions", "owner", "owner", map[string]any{"session_id": "room-j"}, 201)
+	rec := record(t, c.dial(a, "owner", "owner"))
+	online := func(member string) func(wstest.Frame) bool {
+		return func(f wstest.Frame) bool {
+			return f.Type == "presence" && strings.Contains(f.Raw, `"member_id":"`+member+`"`) &&
+				strings.Contains(f.Raw, `"online":true`)
+		}
+	}
+	c.dial(a, "m1", "m1")
+	first := c.mustCall(a, "POST", "/v1/sessions/room-j/join", "m1", "m1", nil, 200)
+	rec.waitFor(t, "m1 online after its join", online("m1"))
+	for range 2 {
+		again := c.mustCall(a, "POST", "/v1/sessions/room-j/join", "m1", "m1", nil, 200)
+		if fmt.Sprint(again) != fmt.Sprint(first) {
+			t.Fatalf("repeated join answered %v, first %v", again, first)
+		}
+	}
+	c.dial(a, "m2", "m2")
+	c.mustCall(a, "POST", "/v1/sessions/room-j/join", "m2", "m2", nil, 200)
+	rec.waitFor(t, "m2 online (barrier)", online("m2"))
+	n := 0
+	for _, f := range rec.snapshot() {
+		if online("m1")(f) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("owner saw m1 come online %d times for one join and two repeats", n)
+	}
+}
