@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/allspark-rt/allspark/edge"
 	"github.com/allspark-rt/allspark/internal/wstest"
 )
 
@@ -42,5 +43,40 @@ func TestRepeatedJoinSendsNoPresence(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("owner saw m1 come online %d times for one join and two repeats", n)
+	}
+}
+
+// ALLSPARK_NODE_MAX_SESSIONS and ALLSPARK_SESSION_MAX_MEMBERS, when passed,
+// answer 409 conflict, and the refused call leaves no membership behind.
+func TestSessionLimitsFromConfig(t *testing.T) {
+	c := newCluster(t)
+	a := c.edge("edge-a", func(cfg *edge.Config) { cfg.NodeMaxSessions = 1; cfg.SessionMaxMembers = 2 })
+	c.mustCall(a, "POST", "/v1/sessions", "owner", "owner", map[string]any{"session_id": "one"}, 201)
+	if status, body := c.call(a, "POST", "/v1/sessions", "owner", "owner", map[string]any{"session_id": "two"}); status != 409 || !strings.Contains(body, "conflict") {
+		t.Fatalf("create past NODE_MAX_SESSIONS: %d %s", status, body)
+	}
+	c.mustCall(a, "POST", "/v1/sessions", "other", "other", map[string]any{"session_id": "two"}, 201)
+	if status, body := c.call(a, "POST", "/v1/sessions/two/join", "owner", "owner", nil); status != 409 || !strings.Contains(body, "conflict") {
+		t.Fatalf("join past NODE_MAX_SESSIONS: %d %s", status, body)
+	}
+	c.mustCall(a, "POST", "/v1/sessions/one/join", "m1", "m1", nil, 200)
+	if status, body := c.call(a, "POST", "/v1/sessions/one/join", "m2", "m2", nil); status != 409 || !strings.Contains(body, "conflict") {
+		t.Fatalf("join past SESSION_MAX_MEMBERS: %d %s", status, body)
+	}
+	// m2's refused join held no slot: it can join elsewhere at its cap of 1.
+	c.mustCall(a, "POST", "/v1/sessions/two/join", "m2", "m2", nil, 200)
+}
+
+func TestSessionLimitsValidated(t *testing.T) {
+	for _, mod := range []func(*edge.Config){
+		func(c *edge.Config) { c.NodeMaxSessions = -1 },
+		func(c *edge.Config) { c.SessionMaxMembers = 1_000_000 },
+	} {
+		cfg := testConfig("e", "http://127.0.0.1:1")
+		mod(&cfg)
+		err := cfg.Validate()
+		if err == nil || !(strings.Contains(err.Error(), "ALLSPARK_NODE_MAX_SESSIONS") || strings.Contains(err.Error(), "ALLSPARK_SESSION_MAX_MEMBERS")) {
+			t.Fatalf("Validate: %v, want the variable named", err)
+		}
 	}
 }
