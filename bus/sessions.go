@@ -122,17 +122,16 @@ func OpenSessions(ctx context.Context, js jetstream.JetStream, subj Subjects, cf
 	return s, nil
 }
 
-// idEncoding spells random ids: lower case, no padding, safe in URLs.
-var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
-
 // NewSessionID mints a session id: 128 bits from r (crypto/rand in
 // production), so ids cannot be guessed from the time or from other ids.
+// They are spelled in lower-case unpadded base32: 26 characters, safe in
+// URLs and paths.
 func NewSessionID(r io.Reader) (string, error) {
 	var b [16]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return "", fmt.Errorf("mint session id: %w", err)
 	}
-	return strings.ToLower(idEncoding.EncodeToString(b[:])), nil
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])), nil
 }
 
 // NewID mints a session id from the store's entropy source.

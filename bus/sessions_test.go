@@ -368,3 +368,28 @@ func concurrentJoinsAtCap(t *testing.T, cfg bus.SessionsConfig) {
 	}
 	t.Logf("%d of %d nodes won a concurrent join", len(won), nodes)
 }
+
+// A node index written in the first format (a flat session -> member id
+// object) still reads, and the next change rewrites it.
+func TestSessionsReadFirstIndexFormat(t *testing.T) {
+	r := openSessions(t, bus.SessionsConfig{})
+	ctx := t.Context()
+	if err := r.s.Create(ctx, "old", "n", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.memberships.Put(ctx, bus.Token("n"), []byte(`{"old":"n"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.s.NodeSessions(ctx, "n"); err != nil || len(got) != 1 || got["old"] != "n" {
+		t.Fatalf("first-format index read as %v %v", got, err)
+	}
+	if err := r.s.Unjoin(ctx, "old", "n"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.s.NodeSessions(ctx, "n"); err != nil || len(got) != 0 {
+		t.Fatalf("after unjoin: %v %v", got, err)
+	}
+	if e := r.rawEntries("n")["old"]; e["state"] != "gone" {
+		t.Fatalf("rewritten entry %v, want a tombstone", e)
+	}
+}
