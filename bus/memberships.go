@@ -164,7 +164,10 @@ func (s *Sessions) reserve(ctx context.Context, node, sid string) (bool, error) 
 		made = true
 		return nil
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrTooManySessions):
+		return false, ErrTooManySessions // the answer to the caller, as is
+	case err != nil:
 		return false, fmt.Errorf("reserve membership: %w", err)
 	}
 	return made, nil

@@ -56,7 +56,7 @@ func TestSessionLimitsFromConfig(t *testing.T) {
 		t.Fatalf("create past NODE_MAX_SESSIONS: %d %s", status, body)
 	}
 	c.mustCall(a, "POST", "/v1/sessions", "other", "other", map[string]any{"session_id": "two"}, 201)
-	if status, body := c.call(a, "POST", "/v1/sessions/two/join", "owner", "owner", nil); status != 409 || !strings.Contains(body, "conflict") {
+	if status, body := c.call(a, "POST", "/v1/sessions/two/join", "owner", "owner", nil); status != 409 || !strings.Contains(body, `"node is a member of the maximum number of sessions"`) {
 		t.Fatalf("join past NODE_MAX_SESSIONS: %d %s", status, body)
 	}
 	c.mustCall(a, "POST", "/v1/sessions/one/join", "m1", "m1", nil, 200)
