@@ -112,7 +112,7 @@ func OpenSessions(ctx context.Context, js jetstream.JetStream, subj Subjects, cf
 			return nil
 		}
 	}
-	err := All(ctx,
+	err := Concurrently(ctx,
 		bucket("sessions", "AllSpark sessions and their members", &s.sessions),
 		bucket("memberships", "AllSpark node -> sessions", &s.memberships),
 		bucket("cursors", "AllSpark per-member acknowledged session seq", &s.cursors))

@@ -10,10 +10,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// All runs fs concurrently with ctx and returns their errors joined. Stream
+// Concurrently runs fs at once with ctx and returns their errors joined. Stream
 // and bucket creations are independent, and on a cluster each waits for a
 // round of Raft agreement: done one by one, their latencies add up.
-func All(ctx context.Context, fs ...func(context.Context) error) error {
+func Concurrently(ctx context.Context, fs ...func(context.Context) error) error {
 	errs := make([]error, len(fs))
 	var wg sync.WaitGroup
 	for i, f := range fs {

@@ -223,7 +223,7 @@ func (s *Server) openStores(ctx context.Context) error {
 			return err
 		}
 	}
-	if bus.All(ctx, opens...) != nil {
+	if bus.Concurrently(ctx, opens...) != nil {
 		return first // not the cancellations it caused
 	}
 	return nil
