@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +19,7 @@ import (
 
 // startEdge builds an edge on url and starts it within ctx, returning it
 // (to Close) even when Start fails.
-func startEdge(ctx context.Context, t *testing.T, c *cluster, url string, cfg edge.Config) (*edge.Server, error) {
+func startEdge(ctx context.Context, t testing.TB, c *cluster, url string, cfg edge.Config) (*edge.Server, error) {
 	nc, err := nats.Connect(url, nats.Name(cfg.ID), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
@@ -56,7 +57,7 @@ func TestStartFailsClearlyWhenReplicasExceedServers(t *testing.T) {
 // startFreshCluster starts n clustered servers together and returns as soon
 // as each accepts clients, without waiting for JetStream to be usable: the
 // state an edge meets when it starts with its NATS cluster.
-func startFreshCluster(t *testing.T, n int) []*server.Server {
+func startFreshCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
 	routes := make([]string, n)
 	ports := make([]int, n)
@@ -94,6 +95,35 @@ func startFreshCluster(t *testing.T, n int) []*server.Server {
 // deadline. The time is logged, not asserted (the target is 10 s; it is
 // measured on a shared machine).
 func TestThreeEdgesStartOnFreshCluster(t *testing.T) {
+	took, errs := startThreeOnFreshCluster(t)
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("edge-%d not ready after %s: %v", i, took[i].Round(time.Millisecond), err)
+		}
+	}
+	t.Logf("edges ready after %v (from the servers accepting clients)", took)
+}
+
+// BenchmarkThreeEdgesStartOnFreshCluster measures acceptance 7: the time
+// from three fresh clustered servers accepting clients to three edges,
+// started together with R3 stores, all being ready (ns/op).
+func BenchmarkThreeEdgesStartOnFreshCluster(b *testing.B) {
+	var total time.Duration
+	for range b.N {
+		took, errs := startThreeOnFreshCluster(b)
+		for _, err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		total += slices.Max(took)
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s-to-ready")
+}
+
+// startThreeOnFreshCluster starts a fresh three-server cluster, then three
+// edges at once with R3 stores, and returns when each was ready (or failed).
+func startThreeOnFreshCluster(t testing.TB) ([]time.Duration, []error) {
 	servers := startFreshCluster(t, 3)
 	c := newClusterOn(t, servers[0])
 	url := testutil.ClusterURL(servers)
@@ -114,10 +144,5 @@ func TestThreeEdgesStartOnFreshCluster(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("edge-%d not ready after %s: %v", i, took[i].Round(time.Millisecond), err)
-		}
-	}
-	t.Logf("edges ready after %v (from the servers accepting clients)", took)
+	return took, errs
 }
