@@ -23,10 +23,18 @@ type EdgeInfo struct {
 }
 
 // Registry is the cluster's list of live edges. Each edge Announces itself
-// every heartbeat; an edge whose last announcement is older than StaleAfter
-// is considered dead. A KV bucket's max-age expiry emits no delete event to
-// watchers, so staleness is judged from entry timestamps, and the bucket TTL
-// only reaps what dead edges left behind.
+// every heartbeat; an edge not heard from for StaleAfter is considered dead.
+// A KV bucket's max-age expiry emits no delete event to watchers, so
+// staleness is judged here, and the bucket TTL only reaps what dead edges
+// left behind.
+//
+// Staleness is measured on one clock only, the local one: an announcement
+// is stamped with the local time the watcher received it, never compared
+// with the NATS server's timestamp (a skew beyond StaleAfter between the
+// two would make every edge look dead, or none). Only the initial state,
+// replayed at once when the watcher starts, uses server timestamps, and
+// only relative to each other: an entry is as old, locally, as it is
+// older than the newest entry.
 type Registry struct {
 	kv         jetstream.KeyValue
 	staleAfter time.Duration
@@ -40,7 +48,7 @@ type Registry struct {
 
 type registryEntry struct {
 	info EdgeInfo
-	seen time.Time
+	seen time.Time // local receive time
 }
 
 // RegistryConfig configures OpenRegistry.
@@ -109,6 +117,8 @@ func (r *Registry) watchOnce(ctx context.Context) error {
 		return fmt.Errorf("watch edges: %w", err)
 	}
 	defer func() { _ = w.Stop() }()
+	var initial []jetstream.KeyValueEntry // the replayed state, until the nil marker
+	loaded := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -117,12 +127,34 @@ func (r *Registry) watchOnce(ctx context.Context) error {
 			if !ok {
 				return errors.New("watcher closed")
 			}
-			if e == nil {
+			switch {
+			case e == nil:
+				r.load(initial)
+				initial, loaded = nil, true
 				r.markReady()
-				continue
+			case !loaded:
+				initial = append(initial, e)
+			default:
+				r.apply(e, r.now())
 			}
-			r.apply(e)
 		}
+	}
+}
+
+// load applies the initial state. Its entries arrive together, so their
+// receive time says nothing about their age; the age of each is taken as
+// its distance from the newest by the server's timestamps, which needs no
+// agreement between the server's clock and ours.
+func (r *Registry) load(entries []jetstream.KeyValueEntry) {
+	now := r.now()
+	var newest time.Time
+	for _, e := range entries {
+		if e.Created().After(newest) {
+			newest = e.Created()
+		}
+	}
+	for _, e := range entries {
+		r.apply(e, now.Add(-newest.Sub(e.Created())))
 	}
 }
 
@@ -134,7 +166,8 @@ func (r *Registry) markReady() {
 	}
 }
 
-func (r *Registry) apply(e jetstream.KeyValueEntry) {
+// apply records e, received (or dated) at seen on the local clock.
+func (r *Registry) apply(e jetstream.KeyValueEntry, seen time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
@@ -149,7 +182,7 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 		r.log.Warn("ignoring bad edge announcement", "key", e.Key(), "err", err)
 		return
 	}
-	r.edges[info.ID] = registryEntry{info: info, seen: e.Created()}
+	r.edges[info.ID] = registryEntry{info: info, seen: seen}
 }
 
 // Ready is closed once the watcher has loaded the initial state.

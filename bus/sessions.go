@@ -3,11 +3,13 @@ package bus
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,9 +29,10 @@ var (
 )
 
 const (
-	// MaxSessionMembers bounds one session (its record is one KV value).
+	// MaxSessionMembers is the default bound of one session (its record is
+	// one KV value).
 	MaxSessionMembers = 10_000
-	// MaxNodeSessions bounds the sessions one node belongs to.
+	// MaxNodeSessions is the default bound of the sessions one node belongs to.
 	MaxNodeSessions = 1_000
 )
 
@@ -60,52 +63,106 @@ func (s *Session) NodeOf(memberID string) (string, bool) {
 }
 
 // Sessions stores sessions and memberships in JetStream KV, so any edge
-// answers for any session. A session is one value (its members inline),
-// and each node has one value listing its sessions: a join or unjoin
-// updates both with compare-and-swap.
+// answers for any session. A session is one value (its members inline) and
+// is the truth about who is in it; each node has one value indexing its
+// sessions, derived from the session records (see memberships.go).
 type Sessions struct {
-	sessions    jetstream.KeyValue
-	memberships jetstream.KeyValue
-	cursors     jetstream.KeyValue
-	now         func() time.Time
+	sessions        jetstream.KeyValue
+	memberships     jetstream.KeyValue
+	cursors         jetstream.KeyValue
+	now             func() time.Time
+	rand            io.Reader
+	maxMembers      int
+	maxNodeSessions int
 }
 
-// OpenSessions creates or binds the session buckets.
-func OpenSessions(ctx context.Context, js jetstream.JetStream, subj Subjects, replicas int, now func() time.Time) (*Sessions, error) {
-	open := func(name, desc string) (jetstream.KeyValue, error) {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: subj.Prefix() + "_" + name, Description: desc, History: 1,
-			Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("open %s bucket: %w", name, err)
+// SessionsConfig configures OpenSessions.
+type SessionsConfig struct {
+	Replicas int
+	// MaxMembers bounds one session; 0 means MaxSessionMembers.
+	MaxMembers int
+	// MaxNodeSessions bounds the sessions one node is in; 0 means MaxNodeSessions.
+	MaxNodeSessions int
+	// Rand is the entropy for session ids and anonymous aliases; nil means
+	// crypto/rand. Tests inject it to pin where ids come from.
+	Rand io.Reader
+}
+
+// OpenSessions creates or binds the session buckets, concurrently.
+func OpenSessions(ctx context.Context, js jetstream.JetStream, subj Subjects, cfg SessionsConfig, now func() time.Time) (*Sessions, error) {
+	s := &Sessions{now: now, rand: cfg.Rand, maxMembers: cfg.MaxMembers, maxNodeSessions: cfg.MaxNodeSessions}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	if s.maxMembers <= 0 {
+		s.maxMembers = MaxSessionMembers
+	}
+	if s.maxNodeSessions <= 0 {
+		s.maxNodeSessions = MaxNodeSessions
+	}
+	bucket := func(name, desc string, kv *jetstream.KeyValue) func(context.Context) error {
+		return func(ctx context.Context) (err error) {
+			*kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: subj.Prefix() + "_" + name, Description: desc, History: 1,
+				Storage: jetstream.FileStorage, Replicas: max(cfg.Replicas, 1),
+			})
+			if err != nil {
+				return fmt.Errorf("open %s bucket: %w", name, err)
+			}
+			return nil
 		}
-		return kv, nil
 	}
-	s := &Sessions{now: now}
-	var err error
-	if s.sessions, err = open("sessions", "AllSpark sessions and their members"); err != nil {
-		return nil, err
-	}
-	if s.memberships, err = open("memberships", "AllSpark node -> sessions"); err != nil {
-		return nil, err
-	}
-	if s.cursors, err = open("cursors", "AllSpark per-member acknowledged session seq"); err != nil {
+	err := Concurrently(ctx,
+		bucket("sessions", "AllSpark sessions and their members", &s.sessions),
+		bucket("memberships", "AllSpark node -> sessions", &s.memberships),
+		bucket("cursors", "AllSpark per-member acknowledged session seq", &s.cursors))
+	if err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
+// NewSessionID mints a session id: 128 bits from r (crypto/rand in
+// production), so ids cannot be guessed from the time or from other ids.
+// They are spelled in lower-case unpadded base32: 26 characters, safe in
+// URLs and paths.
+func NewSessionID(r io.Reader) (string, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return "", fmt.Errorf("mint session id: %w", err)
+	}
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])), nil
+}
+
+// NewID mints a session id from the store's entropy source.
+func (s *Sessions) NewID() (string, error) { return NewSessionID(s.rand) }
+
+// newAlias names an anonymous member: 128 random bits, so it says nothing
+// about the node behind it and cannot be guessed.
+func (s *Sessions) newAlias() (string, error) {
+	id, err := NewSessionID(s.rand)
+	if err != nil {
+		return "", fmt.Errorf("mint anonymous alias: %w", err)
+	}
+	return "anon-" + id, nil
+}
+
 // Get returns a session or ErrSessionNotFound.
 func (s *Sessions) Get(ctx context.Context, id string) (*Session, error) {
+	sess, _, err := s.get(ctx, id)
+	return sess, err
+}
+
+func (s *Sessions) get(ctx context.Context, id string) (*Session, uint64, error) {
 	e, err := s.sessions.Get(ctx, Token(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return nil, ErrSessionNotFound
+		return nil, 0, ErrSessionNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read session: %w", err)
+		return nil, 0, fmt.Errorf("read session: %w", err)
 	}
-	return decodeSession(e.Value())
+	sess, err := decodeSession(e.Value())
+	return sess, e.Revision(), err
 }
 
 func decodeSession(b []byte) (*Session, error) {
@@ -119,7 +176,8 @@ func decodeSession(b []byte) (*Session, error) {
 	return &sess, nil
 }
 
-// Create makes a session with creator as its first member.
+// Create makes a session with creator as its first member. The creator's
+// slot is reserved first, so a node at its cap creates nothing.
 func (s *Sessions) Create(ctx context.Context, id, creator string, allowAnonymous bool) error {
 	sess := Session{ID: id, AllowAnonymous: allowAnonymous, CreatedBy: creator, CreatedAt: s.now().UnixMilli(),
 		Members: map[string]Member{creator: {MemberID: creator}}}
@@ -127,48 +185,92 @@ func (s *Sessions) Create(ctx context.Context, id, creator string, allowAnonymou
 	if err != nil {
 		return fmt.Errorf("encode session: %w", err)
 	}
-	if _, err := s.sessions.Create(ctx, Token(id), b); err != nil {
+	reserved, err := s.reserve(ctx, creator, id)
+	if err != nil {
+		return err
+	}
+	rev, err := s.sessions.Create(ctx, Token(id), b)
+	if err != nil {
+		if reserved {
+			if rerr := s.release(ctx, creator, id); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return ErrSessionExists
 		}
 		return fmt.Errorf("create session: %w", err)
 	}
-	return s.addMembership(ctx, creator, id, creator)
+	return s.derive(ctx, creator, id, creator, rev)
 }
 
-// Join adds node to the session and returns its member id. Joining again
-// returns the existing membership unchanged.
-func (s *Sessions) Join(ctx context.Context, id, node string, anonymous bool) (string, error) {
-	var memberID string
-	err := s.update(ctx, id, func(sess *Session) error {
-		if m, ok := sess.Members[node]; ok {
+// Join adds node to the session and returns its member id, and whether
+// this call added it: joining again returns the existing membership
+// unchanged, with joined false (and repairs the node's index if a failed
+// write left it behind the session record).
+//
+// Order matters: the node's slot is reserved in its index (against its
+// cap) before the session record lists it, and released if the record
+// refuses; the index lists the session only once the record does.
+func (s *Sessions) Join(ctx context.Context, id, node string, anonymous bool) (memberID string, joined bool, err error) {
+	sess, rev, err := s.get(ctx, id)
+	if err != nil {
+		return "", false, err
+	}
+	if m, ok := sess.Members[node]; ok {
+		return m.MemberID, false, s.derive(ctx, node, id, m.MemberID, rev)
+	}
+	if err := s.admit(sess, anonymous); err != nil {
+		return "", false, err
+	}
+	alias := node
+	if anonymous {
+		if alias, err = s.newAlias(); err != nil {
+			return "", false, err
+		}
+	}
+	reserved, err := s.reserve(ctx, node, id)
+	if err != nil {
+		return "", false, err
+	}
+	rev, joined, err = s.update(ctx, id, func(sess *Session) error {
+		if m, ok := sess.Members[node]; ok { // a concurrent join of the same node won
 			memberID = m.MemberID
 			return ErrNoChange
 		}
-		if anonymous && !sess.AllowAnonymous {
-			return ErrAnonymousNotAllowed
+		if err := s.admit(sess, anonymous); err != nil {
+			return err
 		}
-		if len(sess.Members) >= MaxSessionMembers {
-			return ErrSessionFull
-		}
-		m := Member{MemberID: node}
-		if anonymous {
-			m = Member{MemberID: newAlias(), Anonymous: true}
-		}
-		sess.Members[node] = m
-		memberID = m.MemberID
+		sess.Members[node] = Member{MemberID: alias, Anonymous: anonymous}
+		memberID = alias
 		return nil
 	})
 	if err != nil {
-		return "", err
+		if reserved {
+			if rerr := s.release(ctx, node, id); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+		return "", false, err
 	}
-	return memberID, s.addMembership(ctx, node, id, memberID)
+	return memberID, joined, s.derive(ctx, node, id, memberID, rev)
+}
+
+// admit checks that sess takes one more member.
+func (s *Sessions) admit(sess *Session, anonymous bool) error {
+	if anonymous && !sess.AllowAnonymous {
+		return ErrAnonymousNotAllowed
+	}
+	if len(sess.Members) >= s.maxMembers {
+		return ErrSessionFull
+	}
+	return nil
 }
 
 // Unjoin removes node from the session. Unjoining a session one is not in
-// is not an error.
+// is not an error (and repairs the node's index if it still lists it).
 func (s *Sessions) Unjoin(ctx context.Context, id, node string) error {
-	err := s.update(ctx, id, func(sess *Session) error {
+	rev, _, err := s.update(ctx, id, func(sess *Session) error {
 		if _, ok := sess.Members[node]; !ok {
 			return ErrNoChange
 		}
@@ -178,20 +280,14 @@ func (s *Sessions) Unjoin(ctx context.Context, id, node string) error {
 	if err != nil {
 		return err
 	}
-	return UpdateKV(ctx, s.memberships, Token(node), func(cur []byte) ([]byte, error) {
-		m := decodeMemberships(cur)
-		if _, ok := m[id]; !ok {
-			return nil, ErrNoChange
-		}
-		delete(m, id)
-		return json.Marshal(m)
-	})
+	return s.derive(ctx, node, id, "", rev)
 }
 
-// update applies change to the stored session id with compare-and-swap;
-// change may return ErrNoChange to skip the write.
-func (s *Sessions) update(ctx context.Context, id string, change func(*Session) error) error {
-	return UpdateKV(ctx, s.sessions, Token(id), func(cur []byte) ([]byte, error) {
+// update applies change to the stored session id with compare-and-swap and
+// returns the record's revision afterwards and whether it wrote; change may
+// return ErrNoChange to skip the write.
+func (s *Sessions) update(ctx context.Context, id string, change func(*Session) error) (uint64, bool, error) {
+	return UpdateKVRev(ctx, s.sessions, Token(id), func(cur []byte) ([]byte, error) {
 		if cur == nil {
 			return nil, ErrSessionNotFound
 		}
@@ -204,40 +300,6 @@ func (s *Sessions) update(ctx context.Context, id string, change func(*Session) 
 		}
 		return json.Marshal(sess)
 	})
-}
-
-// NodeSessions returns the sessions node belongs to: session id -> member id.
-func (s *Sessions) NodeSessions(ctx context.Context, node string) (map[string]string, error) {
-	e, err := s.memberships.Get(ctx, Token(node))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return map[string]string{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read memberships: %w", err)
-	}
-	return decodeMemberships(e.Value()), nil
-}
-
-func (s *Sessions) addMembership(ctx context.Context, node, id, memberID string) error {
-	return UpdateKV(ctx, s.memberships, Token(node), func(cur []byte) ([]byte, error) {
-		m := decodeMemberships(cur)
-		if m[id] == memberID {
-			return nil, ErrNoChange
-		}
-		if len(m) >= MaxNodeSessions {
-			return nil, ErrTooManySessions
-		}
-		m[id] = memberID
-		return json.Marshal(m)
-	})
-}
-
-func decodeMemberships(b []byte) map[string]string {
-	m := map[string]string{}
-	if len(b) > 0 {
-		_ = json.Unmarshal(b, &m)
-	}
-	return m
 }
 
 // SetCursor records the last session seq node acknowledged, so a device
@@ -260,12 +322,4 @@ func (s *Sessions) Cursor(ctx context.Context, id, node string) (uint64, error) 
 	}
 	n, _ := strconv.ParseUint(string(e.Value()), 10, 64)
 	return n, nil
-}
-
-// newAlias names an anonymous member. It is random, so it says nothing
-// about the node behind it.
-func newAlias() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return "anon-" + hex.EncodeToString(b[:])
 }

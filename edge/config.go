@@ -63,6 +63,11 @@ type Config struct {
 	// node id without authentication. Development only: cmd/edge refuses it
 	// together with a configured ALLSPARK_AUTH_SECRET.
 	DevTokens bool `env:"DEV_TOKENS"`
+	// SessionMaxMembers caps one session's members (a join past it answers
+	// 409 conflict); NodeMaxSessions caps the sessions one node is in (a
+	// join or create past it answers 409 conflict). 0 means the default.
+	SessionMaxMembers int `env:"SESSION_MAX_MEMBERS" envDefault:"10000"`
+	NodeMaxSessions   int `env:"NODE_MAX_SESSIONS" envDefault:"1000"`
 }
 
 // Validate reports the first invalid field by its environment name.
@@ -104,6 +109,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseOrigins(c.AllowedOrigins); err != nil {
 		bad("ALLOWED_ORIGINS", "%v", err)
+	}
+	if c.SessionMaxMembers < 0 || c.SessionMaxMembers > 100_000 {
+		bad("SESSION_MAX_MEMBERS", "must be 0 (default) to 100000, got %d", c.SessionMaxMembers)
+	}
+	if c.NodeMaxSessions < 0 || c.NodeMaxSessions > 100_000 {
+		bad("NODE_MAX_SESSIONS", "must be 0 (default) to 100000, got %d", c.NodeMaxSessions)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)

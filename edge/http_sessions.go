@@ -68,7 +68,13 @@ func (s *Server) sessionCall(w http.ResponseWriter, r *http.Request, creating bo
 		req.AllowAnonymous = true
 	}
 	if creating && req.SessionID == "" {
-		req.SessionID = s.router.NewMsgID()
+		sid, err := s.sessions.NewID()
+		if err != nil {
+			s.log.Error("mint session id", "err", err)
+			writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "cannot mint a session id")
+			return id, req, false
+		}
+		req.SessionID = sid
 	}
 	if !allspark.ValidID(req.SessionID) {
 		writeError(w, http.StatusBadRequest, allspark.CodeBadID, "invalid session_id")
@@ -113,13 +119,15 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	member, err := s.sessions.Join(r.Context(), req.SessionID, id.NodeID, req.Anonymous)
+	member, joined, err := s.sessions.Join(r.Context(), req.SessionID, id.NodeID, req.Anonymous)
 	if err != nil {
 		s.writeSessionError(w, err)
 		return
 	}
 	s.nudgeMembership(r.Context(), id.NodeID)
-	s.announceJoin(req.SessionID, id.NodeID, member)
+	if joined { // a repeated join changed nothing: the session already saw this member arrive
+		s.announceJoin(req.SessionID, id.NodeID, member)
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"session_id": req.SessionID, "member_id": member})
 }
 

@@ -160,11 +160,17 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// openStores creates or binds every stream and bucket. A JetStream cluster
-// that is still forming (edges and NATS started together, as Compose and
-// Kubernetes do) can leave a create request hanging, so each is tried with
-// a short timeout and retried until ctx ends.
+// openStores creates or binds every stream and bucket. Edges and NATS are
+// often started together (Compose, Kubernetes), so the JetStream cluster may
+// still be forming: it first waits for the cluster's meta leader (until
+// there is one every creation would hang to its timeout), then creates
+// everything concurrently, each retried with a short timeout until ctx
+// ends. An answer no retry can change (replicas the servers cannot hold)
+// fails at once, naming the setting.
 func (s *Server) openStores(ctx context.Context) error {
+	if err := bus.WaitJetStream(ctx, s.js, time.Second); err != nil {
+		return s.storeSetupError("JetStream", err)
+	}
 	steps := []struct {
 		what string
 		open func(context.Context) error
@@ -186,7 +192,9 @@ func (s *Server) openStores(ctx context.Context) error {
 			return err
 		}},
 		{"session buckets", func(ctx context.Context) (err error) {
-			s.sessions, err = bus.OpenSessions(ctx, s.js, s.subj, s.cfg.StreamReplicas, s.now)
+			s.sessions, err = bus.OpenSessions(ctx, s.js, s.subj, bus.SessionsConfig{
+				Replicas: s.cfg.StreamReplicas, MaxMembers: s.cfg.SessionMaxMembers, MaxNodeSessions: s.cfg.NodeMaxSessions,
+			}, s.now)
 			return err
 		}},
 		{"history", func(ctx context.Context) (err error) {
@@ -200,26 +208,65 @@ func (s *Server) openStores(ctx context.Context) error {
 			return err
 		}},
 	}
-	for _, st := range steps {
-		for attempt := 1; ; attempt++ {
-			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := st.open(actx)
-			cancel()
-			if err == nil {
-				break
+	// On the first failure the others stop too: the edge cannot start anyway.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var first error
+	var once sync.Once
+	opens := make([]func(context.Context) error, len(steps))
+	for i, st := range steps {
+		opens[i] = func(ctx context.Context) error {
+			err := s.openStore(ctx, st.what, st.open)
+			if err != nil {
+				once.Do(func() { first = err; cancel() })
 			}
-			if ctx.Err() != nil {
-				return fmt.Errorf("open %s: %w", st.what, err)
-			}
-			s.log.Warn("JetStream not ready; retrying", "open", st.what, "attempt", attempt, "err", err)
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("open %s: %w", st.what, err)
-			case <-time.After(500 * time.Millisecond):
-			}
+			return err
 		}
 	}
+	if bus.Concurrently(ctx, opens...) != nil {
+		return first // not the cancellations it caused
+	}
 	return nil
+}
+
+// openStore runs open until it succeeds, ctx ends or it fails for good.
+// The first tries are short: when several edges create the same stream at
+// once on a new meta leader, some requests are never answered, and a
+// retry (creation is idempotent) is answered at once. Later tries get
+// longer, for a cluster that is merely slow.
+func (s *Server) openStore(ctx context.Context, what string, open func(context.Context) error) error {
+	timeout := time.Second
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		err := open(actx)
+		cancel()
+		timeout = min(2*timeout, 5*time.Second)
+		switch {
+		case err == nil:
+			return nil
+		case bus.IsFinalSetupError(err):
+			return s.storeSetupError(what, err)
+		case ctx.Err() != nil:
+			return fmt.Errorf("open %s: %w", what, err)
+		}
+		s.log.Warn("JetStream not ready; retrying", "open", what, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("open %s: %w", what, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// storeSetupError explains a setup failure retrying cannot fix by the
+// setting behind it.
+func (s *Server) storeSetupError(what string, err error) error {
+	if bus.IsFinalSetupError(err) {
+		return fmt.Errorf("open %s: ALLSPARK_STREAM_REPLICAS=%d cannot be met by the NATS servers "+
+			"(more than 1 replica needs a JetStream cluster of at least that many servers, with room to store): %w",
+			what, s.cfg.StreamReplicas, err)
+	}
+	return fmt.Errorf("open %s: %w", what, err)
 }
 
 func (s *Server) goBackground(f func()) {
