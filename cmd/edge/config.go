@@ -24,6 +24,10 @@ type config struct {
 	DataDir            string `env:"DATA_DIR" envDefault:"./data"`
 	EmbeddedNATSListen string `env:"EMBEDDED_NATS_LISTEN" envDefault:"127.0.0.1:4222"`
 	AuthSecret         string `env:"AUTH_SECRET"`
+	// AuthJWKSFile, when set, verifies auth_keys with the public keys of
+	// this JWKS file (asymmetric algorithms only) instead of AuthSecret,
+	// which then only signs validation tokens.
+	AuthJWKSFile string `env:"AUTH_JWKS_FILE"`
 	LogLevel           string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat          string `env:"LOG_FORMAT" envDefault:"text"`
 	// PprofListen, when set, serves net/http/pprof on its own listener
@@ -61,6 +65,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return cfg, fmt.Errorf("ALLSPARK_LISTEN: %w", err)
+	}
+	if cfg.DevTokens && cfg.AuthJWKSFile != "" {
+		return cfg, errors.New("ALLSPARK_DEV_TOKENS: refused with ALLSPARK_AUTH_JWKS_FILE; auth_keys are then signed by your private key, which an edge never holds")
 	}
 	if cfg.DevTokens && cfg.AuthSecret != "" {
 		// Dev tokens hand an auth_key to anyone who asks; with a real secret

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/allspark-rt/allspark/auth"
 	"github.com/allspark-rt/allspark/internal/secretfile"
@@ -57,6 +58,23 @@ func authSecret(cfg config, create bool, log *slog.Logger) (string, error) {
 		}
 	}
 	return s, nil
+}
+
+// newKeys builds the edge's credentials from secret and, when configured,
+// the JWKS file that verifies auth_keys.
+func newKeys(cfg config, secret string) (*auth.Keys, error) {
+	var opts []auth.Option
+	if cfg.AuthJWKSFile != "" {
+		opts = append(opts, auth.WithJWKSFile(cfg.AuthJWKSFile))
+	}
+	keys, err := auth.NewKeys(secret, time.Now, opts...)
+	if err != nil {
+		if cfg.AuthJWKSFile != "" {
+			return nil, fmt.Errorf("ALLSPARK_AUTH_SECRET or ALLSPARK_AUTH_JWKS_FILE=%s: %w", cfg.AuthJWKSFile, err)
+		}
+		return nil, fmt.Errorf("ALLSPARK_AUTH_SECRET: %w", err)
+	}
+	return keys, nil
 }
 
 // readSecret reads a saved secret. A missing file is fs.ErrNotExist; a

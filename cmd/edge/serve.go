@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/allspark-rt/allspark/auth"
 	"github.com/allspark-rt/allspark/bus"
 	"github.com/allspark-rt/allspark/edge"
 	"github.com/allspark-rt/allspark/push"
@@ -47,9 +46,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		log.Warn("!!! development mode (no ALLSPARK_AUTH_SECRET): " + strings.Join(cfg.devDefaults, "; ") +
 			". Setting ALLSPARK_AUTH_SECRET turns these off. !!!")
 	}
-	keys, err := auth.NewKeys(secret, time.Now)
+	keys, err := newKeys(cfg, secret)
 	if err != nil {
-		return fmt.Errorf("ALLSPARK_AUTH_SECRET: %w", err)
+		return err
 	}
 
 	// Listen first: with ALLSPARK_LISTEN=:0 the public URL needs the real port.
