@@ -28,8 +28,8 @@ type config struct {
 	// this JWKS file (asymmetric algorithms only) instead of AuthSecret,
 	// which then only signs validation tokens.
 	AuthJWKSFile string `env:"AUTH_JWKS_FILE"`
-	LogLevel           string `env:"LOG_LEVEL" envDefault:"info"`
-	LogFormat          string `env:"LOG_FORMAT" envDefault:"text"`
+	LogLevel     string `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat    string `env:"LOG_FORMAT" envDefault:"text"`
 	// PprofListen, when set, serves net/http/pprof on its own listener
 	// (keep it on loopback or a private network).
 	PprofListen string `env:"PPROF_LISTEN"`
