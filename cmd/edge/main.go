@@ -4,6 +4,7 @@
 //
 //	edge                                   serve (default)
 //	edge token --node ID [--client ID] [--ttl 24h]   print a development auth_key
+//	edge nats-credentials [--backend | --service]    print the embedded NATS's URLs with credentials
 package main
 
 import (
@@ -29,13 +30,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		switch args[0] {
 		case "token":
 			return runToken(args[1:], getenv, stdout)
+		case "nats-credentials":
+			return runNATSCredentials(args[1:], getenv, stdout)
 		case "serve":
 			args = args[1:]
 		case "-h", "--help", "help":
-			fmt.Fprintln(stdout, "usage: edge [serve] | edge token --node ID [--client ID] [--ttl 24h]\nConfiguration is environment only: see .env.example.")
+			fmt.Fprintln(stdout, "usage: edge [serve] | edge token --node ID [--client ID] [--ttl 24h] | edge nats-credentials [--backend | --service]\nConfiguration is environment only: see .env.example.")
 			return nil
 		default:
-			return fmt.Errorf("unknown command %q (want serve or token)", args[0])
+			return fmt.Errorf("unknown command %q (want serve, token or nats-credentials)", args[0])
 		}
 	}
 	if len(args) > 0 {
