@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
@@ -87,3 +88,5 @@ func startEdge(t *testing.T, env map[string]string) *runningEdge {
 	t.Cleanup(stop)
 	return e
 }
+
+func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

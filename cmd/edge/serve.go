@@ -59,6 +59,13 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	if getenv(envPrefix+"PUBLIC_URL") == "" {
 		cfg.PublicURL = cfg.publicURLFor(ln.Addr().String())
 	}
+	if cfg.tlsEnabled() {
+		certs, err := newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log)
+		if err != nil {
+			return err
+		}
+		ln = tls.NewListener(ln, serverTLSConfig(certs))
+	}
 
 	var ns *server.Server
 	natsURL, natsOpts := cfg.NATSURL, []nats.Option(nil)
@@ -101,14 +108,6 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	defer stopOps()
 	hs := newHTTPServer(cfg.NetConfig, srv.Handler(), time.Now, log)
-	if cfg.tlsEnabled() {
-		certs, err := newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log)
-		if err != nil {
-			srv.Close()
-			return err
-		}
-		ln = tls.NewListener(ln, serverTLSConfig(certs))
-	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("allspark edge ready", "listen", ln.Addr().String(), "public_url", cfg.PublicURL, "ops", opsAddr)
