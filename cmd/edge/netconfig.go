@@ -39,6 +39,10 @@ type NetConfig struct {
 	HTTPReadTimeout       time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"30s"`
 	HTTPBodyTimeout       time.Duration `env:"HTTP_BODY_TIMEOUT" envDefault:"10s"`
 	HTTPIdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s"`
+	// MaxHTTPConns caps the public listener's open connections, websockets
+	// included; one over the cap is closed as soon as it is accepted.
+	// 0: no cap (the process's file limit is the cap).
+	MaxHTTPConns int `env:"MAX_HTTP_CONNS" envDefault:"0"`
 
 	// OpsListen serves /metrics (and pprof with Pprof) away from the public
 	// listener; "off" turns it off.
@@ -67,6 +71,9 @@ func (n NetConfig) validate(embedded bool) error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("ALLSPARK_%s: must be positive, got %s", d.name, d.v))
 		}
+	}
+	if n.MaxHTTPConns < 0 {
+		errs = append(errs, fmt.Errorf("ALLSPARK_MAX_HTTP_CONNS: must be 0 (no cap) or positive, got %d", n.MaxHTTPConns))
 	}
 	if n.OpsListen != "off" {
 		if _, _, err := net.SplitHostPort(n.OpsListen); err != nil {

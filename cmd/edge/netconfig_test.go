@@ -15,6 +15,7 @@ func TestNetConfigErrorsNameTheVariable(t *testing.T) {
 		"ca without external nats":    {map[string]string{"ALLSPARK_NATS_CA_FILE": "ca.pem"}, "ALLSPARK_NATS_CA_FILE"},
 		"embedded user with external": {map[string]string{"ALLSPARK_NATS_URL": "nats://127.0.0.1:1", "ALLSPARK_AUTH_SECRET": secret,
 			"ALLSPARK_EMBEDDED_NATS_PASSWORD": "pw"}, "ALLSPARK_EMBEDDED_NATS_"},
+		"negative conn cap":  {map[string]string{"ALLSPARK_MAX_HTTP_CONNS": "-1"}, "ALLSPARK_MAX_HTTP_CONNS"},
 		"bad ops listen":     {map[string]string{"ALLSPARK_OPS_LISTEN": "9090"}, "ALLSPARK_OPS_LISTEN"},
 		"negative timeout":   {map[string]string{"ALLSPARK_HTTP_BODY_TIMEOUT": "-1s"}, "ALLSPARK_HTTP_BODY_TIMEOUT"},
 		"tls key only":       {map[string]string{"ALLSPARK_TLS_KEY_FILE": "k.pem"}, "ALLSPARK_TLS_CERT_FILE"},

@@ -59,6 +59,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	if getenv(envPrefix+"PUBLIC_URL") == "" {
 		cfg.PublicURL = cfg.publicURLFor(ln.Addr().String())
 	}
+	if cfg.MaxHTTPConns > 0 {
+		ln = newLimitListener(ln, cfg.MaxHTTPConns, time.Now, log)
+	}
 	if cfg.tlsEnabled() {
 		certs, err := newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log)
 		if err != nil {
