@@ -129,7 +129,7 @@ func startAllSpark(ctx context.Context, dir, bin string) (*server, string, error
 	}
 	pprofAddr := "127.0.0.1:" + strconv.Itoa(freePort())
 	s, err := startProc(dir, "allspark", []string{
-		"ALLSPARK_PPROF_LISTEN=" + pprofAddr,
+		"ALLSPARK_OPS_LISTEN=" + pprofAddr, "ALLSPARK_PPROF=true",
 		"ALLSPARK_LISTEN=127.0.0.1:" + strconv.Itoa(port),
 		"ALLSPARK_EMBEDDED_NATS_LISTEN=127.0.0.1:" + strconv.Itoa(freePort()),
 		"ALLSPARK_DATA_DIR=" + data,
@@ -151,7 +151,8 @@ func startAllSpark(ctx context.Context, dir, bin string) (*server, string, error
 // startNATS runs a plain nats-server (the embedded-nats binary, no JetStream use).
 func startNATS(ctx context.Context, dir, bin string) (*server, string, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(freePort())
-	s, err := startProc(dir, "nats", nil, bin, "-name", "bench", "-listen", addr, "-store", filepath.Join(dir, "nats-store"))
+	// -no-auth: the reference clients connect without credentials (loopback only).
+	s, err := startProc(dir, "nats", nil, bin, "-name", "bench", "-listen", addr, "-store", filepath.Join(dir, "nats-store"), "-no-auth")
 	if err != nil {
 		return nil, "", err
 	}

@@ -32,7 +32,6 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	m.HandleFunc("GET /readyz", s.handleReady)
-	m.Handle("GET /metrics", s.m.handler())
 	s.sessionRoutes(m)
 	s.pushRoutes(m)
 	s.devRoutes(m)

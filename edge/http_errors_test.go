@@ -53,7 +53,6 @@ func TestWrongMethodGets405WithAllow(t *testing.T) {
 		{"POST", "/", "GET, HEAD"},
 		{"DELETE", "/healthz", "GET, HEAD"},
 		{"POST", "/readyz", "GET, HEAD"},
-		{"POST", "/metrics", "GET, HEAD"},
 		{"GET", "/v1/sessions", "POST"},
 		{"GET", "/v1/sessions/room-1/join", "POST"},
 		{"DELETE", "/v1/sessions/room-1/unjoin", "POST"},

@@ -3,7 +3,9 @@ package edge_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
@@ -14,16 +16,23 @@ import (
 	"github.com/allspark-rt/allspark/internal/wstest"
 )
 
-// scrape reads /metrics into series -> value.
+// metricsText is what e's MetricsHandler serves (cmd/edge puts it on the
+// ops listener).
+func metricsText(t *testing.T, e *testEdge) io.Reader {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	e.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 {
+		t.Fatalf("metrics: %d", rec.Code)
+	}
+	return rec.Body
+}
+
+// scrape reads the metrics into series -> value.
 func scrape(t *testing.T, e *testEdge) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(e.http.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(metricsText(t, e))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
@@ -94,16 +103,12 @@ func TestMetricsMove(t *testing.T) {
 func TestMetricKindsMatchTheirHelp(t *testing.T) {
 	c := newCluster(t)
 	a := c.edge("edge-a")
-	resp, err := http.Get(a.http.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	body := metricsText(t, a)
 	help := map[string][]string{}   // metric -> kinds its help names
 	labels := map[string][]string{} // metric -> kind label values exported
 	helpRe := regexp.MustCompile(`^# HELP (\S+) .*by kind \(([^)]*)\)`)
 	seriesRe := regexp.MustCompile(`^(\S+)\{kind="([^"]*)"\}`)
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		if m := helpRe.FindStringSubmatch(sc.Text()); m != nil {
@@ -117,5 +122,20 @@ func TestMetricKindsMatchTheirHelp(t *testing.T) {
 		if len(named) == 0 || !slices.Equal(named, got) {
 			t.Errorf("%s: help names kinds %v, series have %v", name, named, got)
 		}
+	}
+}
+
+// The public handler does not publish the metrics (they go on the ops
+// listener): GET /metrics is an unknown endpoint there.
+func TestMetricsNotPublic(t *testing.T) {
+	c := newCluster(t)
+	a := c.edge("edge-a")
+	resp, err := http.Get(a.http.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("public GET /metrics: %d, want 404", resp.StatusCode)
 	}
 }

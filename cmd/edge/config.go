@@ -19,6 +19,9 @@ type config struct {
 	edge.Config
 	Push push.Config
 
+	// NATS credentials and TLS, public TLS, HTTP timeouts, ops listener.
+	NetConfig
+
 	Listen             string `env:"LISTEN" envDefault:":8080"`
 	NATSURL            string `env:"NATS_URL"`
 	DataDir            string `env:"DATA_DIR" envDefault:"./data"`
@@ -30,9 +33,6 @@ type config struct {
 	AuthJWKSFile string `env:"AUTH_JWKS_FILE"`
 	LogLevel     string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat    string `env:"LOG_FORMAT" envDefault:"text"`
-	// PprofListen, when set, serves net/http/pprof on its own listener
-	// (keep it on loopback or a private network).
-	PprofListen string `env:"PPROF_LISTEN"`
 
 	// devDefaults lists the development defaults loadConfig applied, for
 	// the startup warning; empty outside dev mode.
@@ -55,7 +55,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		cfg.ID = defaultEdgeID()
 	}
 	if cfg.PublicURL == "" {
-		cfg.PublicURL = defaultPublicURL(cfg.Listen)
+		cfg.PublicURL = cfg.publicURLFor(cfg.Listen)
 	}
 	if cfg.LogLevel != "debug" && cfg.LogLevel != "info" && cfg.LogLevel != "warn" && cfg.LogLevel != "error" {
 		return cfg, fmt.Errorf("ALLSPARK_LOG_LEVEL: want debug, info, warn or error, got %q", cfg.LogLevel)
@@ -85,6 +85,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 			cfg.DevTokens = true
 			cfg.devDefaults = append(cfg.devDefaults, "ALLSPARK_DEV_TOKENS=true (POST /v1/dev/token mints an auth_key for any node id, unauthenticated)")
 		}
+	}
+	if err := cfg.NetConfig.validate(cfg.embedded()); err != nil {
+		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, err

@@ -4,6 +4,7 @@
 //
 //	edge                                   serve (default)
 //	edge token --node ID [--client ID] [--ttl 24h] [--create-secret]   print a development auth_key
+//	edge nats-credentials [--backend | --service]    print the embedded NATS's URLs with credentials
 package main
 
 import (
@@ -24,7 +25,7 @@ func main() {
 	}
 }
 
-const usage = "usage: edge [serve] | edge token --node ID [--client ID] [--ttl 24h] [--create-secret]\n" +
+const usage = "usage: edge [serve] | edge token --node ID [--client ID] [--ttl 24h] [--create-secret] | edge nats-credentials [--backend | --service]\n" +
 	"Configuration is environment only: see .env.example. `edge token --help` describes token."
 
 func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
@@ -34,6 +35,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		switch args[0] {
 		case "token":
 			return runToken(args[1:], getenv, stdout)
+		case "nats-credentials":
+			return runNATSCredentials(args[1:], getenv, stdout)
 		case "serve":
 			args = args[1:]
 			if len(args) == 1 && isHelp(args[0]) {
@@ -44,7 +47,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			fmt.Fprintln(stdout, usage)
 			return nil
 		default:
-			return fmt.Errorf("unknown command %q (want serve or token)", args[0])
+			return fmt.Errorf("unknown command %q (want serve, token or nats-credentials)", args[0])
 		}
 	}
 	if len(args) > 0 {

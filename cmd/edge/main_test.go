@@ -16,7 +16,15 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func envOf(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
+	return func(k string) string {
+		if v, ok := m[k]; ok {
+			return v
+		}
+		if k == "ALLSPARK_OPS_LISTEN" {
+			return "127.0.0.1:0" // the default 127.0.0.1:9090 may be taken by a parallel test
+		}
+		return ""
+	}
 }
 
 // The all-in-one edge starts with no setup but a data dir, serves /healthz

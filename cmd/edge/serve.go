@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -58,19 +56,29 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	defer ln.Close()
 	if getenv(envPrefix+"PUBLIC_URL") == "" {
-		cfg.PublicURL = defaultPublicURL(ln.Addr().String())
+		cfg.PublicURL = cfg.publicURLFor(ln.Addr().String())
+	}
+	if cfg.MaxHTTPConns > 0 {
+		ln = newLimitListener(ln, cfg.MaxHTTPConns, time.Now, log)
+	}
+	if cfg.tlsEnabled() {
+		certs, err := newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log)
+		if err != nil {
+			return err
+		}
+		ln = tls.NewListener(ln, serverTLSConfig(certs))
 	}
 
 	var ns *server.Server
 	natsURL, natsOpts := cfg.NATSURL, []nats.Option(nil)
 	if cfg.embedded() {
-		ns, err = bus.StartServer(bus.ServerConfig{Name: cfg.ID, Listen: cfg.EmbeddedNATSListen, StoreDir: filepath.Join(cfg.DataDir, "nats")}, log)
-		if err != nil {
-			return fmt.Errorf("start embedded NATS (ALLSPARK_EMBEDDED_NATS_LISTEN=%s): %w", cfg.EmbeddedNATSListen, err)
+		if ns, natsOpts, err = startEmbeddedNATS(cfg, log); err != nil {
+			return err
 		}
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-		natsURL, natsOpts = ns.ClientURL(), []nats.Option{nats.InProcessServer(ns)}
-		log.Info("embedded NATS with JetStream running", "client_url", ns.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"))
+		natsURL = ns.ClientURL()
+	} else if natsOpts, err = cfg.ClientAuth.Options(); err != nil {
+		return err
 	}
 	nc, err := bus.Connect(natsURL, "allspark-edge "+cfg.ID, log, natsOpts...)
 	if err != nil {
@@ -95,25 +103,16 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		return err
 	}
 	defer stopPush()
-	if cfg.PprofListen != "" {
-		pl, err := net.Listen("tcp", cfg.PprofListen)
-		if err != nil {
-			srv.Close()
-			return fmt.Errorf("ALLSPARK_PPROF_LISTEN=%s: %w", cfg.PprofListen, err)
-		}
-		defer pl.Close()
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		go func() { _ = http.Serve(pl, mux) }()
-		log.Info("pprof listening", "addr", pl.Addr().String())
+	opsAddr, stopOps, err := startOps(cfg.NetConfig, srv.MetricsHandler(), log)
+	if err != nil {
+		srv.Close()
+		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	defer stopOps()
+	hs := newHTTPServer(cfg.NetConfig, srv.Handler(), time.Now, log)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("allspark edge ready", "listen", ln.Addr().String(), "public_url", cfg.PublicURL)
+	log.Info("allspark edge ready", "listen", ln.Addr().String(), "public_url", cfg.PublicURL, "ops", opsAddr)
 
 	select {
 	case err = <-errc:

@@ -35,6 +35,9 @@ func main() {
 
 type config struct {
 	push.Config
+	// ClientAuth: ALLSPARK_NATS_CREDS and TLS to NATS, as for cmd/edge; a
+	// user and password go in ALLSPARK_NATS_URL.
+	bus.ClientAuth
 	NATSURL        string `env:"NATS_URL,required"`
 	SubjectPrefix  string `env:"SUBJECT_PREFIX" envDefault:"allspark"`
 	StreamReplicas int    `env:"STREAM_REPLICAS" envDefault:"1"`
@@ -55,6 +58,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if !cfg.Enabled() {
 		return errors.New("no provider configured: set ALLSPARK_APNS_KEY_FILE and/or ALLSPARK_FCM_CREDENTIALS_FILE")
 	}
+	natsOpts, err := cfg.ClientAuth.Options()
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewJSONHandler(stdout, nil)).With("component", "push-worker")
 	subj, err := bus.NewSubjects(cfg.SubjectPrefix)
 	if err != nil {
@@ -64,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	nc, err := bus.Connect(cfg.NATSURL, "allspark-push-worker", log)
+	nc, err := bus.Connect(cfg.NATSURL, "allspark-push-worker", log, natsOpts...)
 	if err != nil {
 		return err
 	}

@@ -106,9 +106,10 @@ func ready(addr string) bool {
 	return resp.StatusCode == 200
 }
 
-// connections reads an edge's allspark_connections gauge.
-func connections(addr string) int {
-	resp, err := http.Get("http://" + addr + "/metrics")
+// connections reads an edge's allspark_connections gauge from its ops
+// listener.
+func connections(opsAddr string) int {
+	resp, err := http.Get("http://" + opsAddr + "/metrics")
 	if err != nil {
 		return -1
 	}
@@ -196,6 +197,7 @@ type cluster struct {
 	natsURL   string
 	natsProcs []*proc
 	edgeAddrs []string
+	opsAddrs  []string // each edge's ALLSPARK_OPS_LISTEN (/metrics)
 	edgeProcs []*proc
 	// ready is how long the three edges, started together on the fresh
 	// cluster, took to all answer /readyz 200.
@@ -233,9 +235,10 @@ func startCluster(t *testing.T, publicURL string, edgeEnv ...string) *cluster {
 		if public == "" {
 			public = "http://" + addr
 		}
-		c.edgeAddrs = append(c.edgeAddrs, addr)
+		ops := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+		c.edgeAddrs, c.opsAddrs = append(c.edgeAddrs, addr), append(c.opsAddrs, ops)
 		env := append([]string{
-			"ALLSPARK_EDGE_ID=edge" + strconv.Itoa(i), "ALLSPARK_LISTEN=" + addr, "ALLSPARK_PUBLIC_URL=" + public,
+			"ALLSPARK_EDGE_ID=edge" + strconv.Itoa(i), "ALLSPARK_LISTEN=" + addr, "ALLSPARK_OPS_LISTEN=" + ops, "ALLSPARK_PUBLIC_URL=" + public,
 			"ALLSPARK_NATS_URL=" + c.natsURL, "ALLSPARK_AUTH_SECRET=" + secret, "ALLSPARK_STREAM_REPLICAS=3",
 			"ALLSPARK_HEARTBEAT=500ms", "ALLSPARK_DRAIN_TIMEOUT=10s", "ALLSPARK_LOG_LEVEL=warn",
 		}, edgeEnv...) // later entries win
@@ -262,7 +265,7 @@ func TestClusterBehindL4(t *testing.T) {
 	}
 	lb := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	c := startCluster(t, "http://"+lb)
-	dir, edgeAddrs, edgeProcs, natsProcs := c.dir, c.edgeAddrs, c.edgeProcs, c.natsProcs
+	dir, edgeAddrs, opsAddrs, edgeProcs, natsProcs := c.dir, c.edgeAddrs, c.opsAddrs, c.edgeProcs, c.natsProcs
 	loadBalancer(t, dir, lb, edgeAddrs)
 	waitTCP(t, lb)
 
@@ -305,8 +308,8 @@ func TestClusterBehindL4(t *testing.T) {
 	}
 	// Routing across edges: the balancer spread the clients over all three.
 	testutil.Eventually(t, 10*time.Second, func() error {
-		for _, a := range edgeAddrs {
-			if connections(a) <= 0 {
+		for i, a := range edgeAddrs {
+			if connections(opsAddrs[i]) <= 0 {
 				return fmt.Errorf("edge %s holds no connections", a)
 			}
 		}
@@ -323,8 +326,8 @@ func TestClusterBehindL4(t *testing.T) {
 			return
 		}
 		busiest := 0
-		for i, a := range edgeAddrs {
-			if connections(a) > connections(edgeAddrs[busiest]) {
+		for i, a := range opsAddrs {
+			if connections(a) > connections(opsAddrs[busiest]) {
 				busiest = i
 			}
 		}

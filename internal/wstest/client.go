@@ -3,6 +3,7 @@
 package wstest
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,8 +82,24 @@ func DialErr(url string) (*Client, *http.Response, error) { return DialHeader(ur
 // DialHeader is DialErr with extra handshake headers, such as the Origin a
 // browser sends.
 func DialHeader(url string, header http.Header) (*Client, *http.Response, error) {
+	return dial(url, header, nil)
+}
+
+// DialTLS connects to a wss:// url trusting tc's roots, or fails the test.
+func DialTLS(t testing.TB, url string, tc *tls.Config) *Client {
+	t.Helper()
+	c, _, err := dial(url, nil, tc)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func dial(url string, header http.Header, tc *tls.Config) (*Client, *http.Response, error) {
 	c := newClient()
-	conn, resp, err := gws.NewClient(c, &gws.ClientOption{Addr: url, RequestHeader: header.Clone(), ReadMaxPayloadSize: 16 << 20, HandshakeTimeout: 5 * time.Second})
+	conn, resp, err := gws.NewClient(c, &gws.ClientOption{Addr: url, RequestHeader: header.Clone(), ReadMaxPayloadSize: 16 << 20,
+		HandshakeTimeout: 5 * time.Second, TlsConfig: tc})
 	if err != nil {
 		return nil, resp, err
 	}
