@@ -47,6 +47,19 @@ type Config struct {
 	// messages can no longer be synced.
 	HistoryTTL           time.Duration `env:"HISTORY_TTL" envDefault:"720h"`
 	HistoryMaxPerSession int64         `env:"HISTORY_MAX_PER_SESSION" envDefault:"10000"`
+	// StoreTimeout bounds the storing of one message's inbox copies (or its
+	// session history append), retries included; a copy not durable by then
+	// fails "unavailable". StoreAttemptTimeout is how long one publish waits
+	// for its PubAck before it is retried with the same Nats-Msg-Id.
+	StoreTimeout        time.Duration `env:"STORE_TIMEOUT" envDefault:"10s"`
+	StoreAttemptTimeout time.Duration `env:"STORE_ATTEMPT_TIMEOUT" envDefault:"2s"`
+	// StoreQueue and StoreQueueBytes bound the copies this edge is storing at
+	// once; a copy past them fails at once with "overloaded".
+	StoreQueue      int   `env:"STORE_QUEUE" envDefault:"16384"`
+	StoreQueueBytes int64 `env:"STORE_QUEUE_BYTES" envDefault:"67108864"`
+	// BackendQueue bounds the allspark.send requests waiting to be routed;
+	// past it they are answered rejected "overloaded".
+	BackendQueue int `env:"BACKEND_QUEUE" envDefault:"1024"`
 }
 
 // Validate reports the first invalid field by its environment name.
@@ -74,7 +87,7 @@ func (c Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{"ACK_TIMEOUT": c.AckTimeout, "VALIDATION_TTL": c.ValidationTTL,
 		"HEARTBEAT": c.Heartbeat, "WRITE_TIMEOUT": c.WriteTimeout, "DRAIN_TIMEOUT": c.DrainTimeout, "INBOX_TTL": c.InboxTTL,
-		"HISTORY_TTL": c.HistoryTTL} {
+		"HISTORY_TTL": c.HistoryTTL, "STORE_TIMEOUT": c.StoreTimeout, "STORE_ATTEMPT_TIMEOUT": c.StoreAttemptTimeout} {
 		if d <= 0 {
 			bad(name, "must be a positive duration, got %s", d)
 		}
@@ -84,6 +97,18 @@ func (c Config) Validate() error {
 	}
 	if c.HistoryMaxPerSession < 1 {
 		bad("HISTORY_MAX_PER_SESSION", "must be positive, got %d", c.HistoryMaxPerSession)
+	}
+	if c.StoreAttemptTimeout > c.StoreTimeout {
+		bad("STORE_ATTEMPT_TIMEOUT", "must not exceed STORE_TIMEOUT (%s), got %s", c.StoreTimeout, c.StoreAttemptTimeout)
+	}
+	if c.StoreQueue < 1 {
+		bad("STORE_QUEUE", "must be positive, got %d", c.StoreQueue)
+	}
+	if c.StoreQueueBytes < int64(c.MaxFrameBytes) {
+		bad("STORE_QUEUE_BYTES", "must be at least MAX_FRAME_BYTES (%d), got %d", c.MaxFrameBytes, c.StoreQueueBytes)
+	}
+	if c.BackendQueue < 1 {
+		bad("BACKEND_QUEUE", "must be positive, got %d", c.BackendQueue)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)

@@ -130,6 +130,8 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.router = bus.NewRouter(bus.RouterDeps{NATS: s.nc, Requester: s.req, Subjects: s.subj, Devices: s.devices,
 		Store: s.inbox, Sessions: s.sessions, History: s.history, Now: s.now, Log: s.log,
+		StoreTimeout: s.cfg.StoreTimeout, StoreQueue: s.cfg.StoreQueue, StoreQueueBytes: s.cfg.StoreQueueBytes,
+		BackendQueue: s.cfg.BackendQueue,
 		OnOutcome: s.m.outcome, OnStored: func(n int) { s.m.stored.Add(float64(n)) }})
 	if s.presSub, err = bus.ServePresence(s.nc, s.subj, s.cfg.ID, s.hub.holds); err != nil {
 		return err
@@ -182,6 +184,7 @@ func (s *Server) openStores(ctx context.Context) error {
 		{"inbox", func(ctx context.Context) (err error) {
 			s.inbox, err = bus.OpenInbox(ctx, s.nc, s.subj, bus.InboxConfig{
 				Replicas: s.cfg.StreamReplicas, MaxAge: s.cfg.InboxTTL, MaxPerNode: s.cfg.InboxMaxPerNode,
+				AttemptTimeout: s.cfg.StoreAttemptTimeout, MaxInFlight: s.cfg.StoreQueue,
 			}, s.log)
 			return err
 		}},
@@ -192,6 +195,7 @@ func (s *Server) openStores(ctx context.Context) error {
 		{"history", func(ctx context.Context) (err error) {
 			s.history, err = bus.OpenHistory(ctx, s.nc, s.subj, bus.HistoryConfig{
 				Replicas: s.cfg.StreamReplicas, MaxAge: s.cfg.HistoryTTL, MaxPerSession: s.cfg.HistoryMaxPerSession,
+				AttemptTimeout: s.cfg.StoreAttemptTimeout, MaxInFlight: s.cfg.StoreQueue,
 			})
 			return err
 		}},
@@ -298,18 +302,32 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for s.hub.count.Load() > 0 {
 		select {
 		case <-ctx.Done():
-			s.Close()
-			return fmt.Errorf("drain: %d connections left: %w", s.hub.count.Load(), ctx.Err())
+			left := s.hub.count.Load()
+			s.stopWithin(ctx)
+			return fmt.Errorf("drain: %d connections left: %w", left, ctx.Err())
 		case <-t.C:
 		}
 	}
-	s.Close()
+	if err := s.stopWithin(ctx); err != nil {
+		return fmt.Errorf("drain: stores still pending: %w", err)
+	}
 	return nil
 }
 
 // Close stops the edge at once: connections are cut without a close frame,
-// as if the process died, and background work stops.
+// as if the process died, and background work stops. Stores still pending
+// are answered "unavailable" at once (their copies may still become durable).
 func (s *Server) Close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.stopWithin(ctx)
+}
+
+// stopWithin cuts what is left and stops background work; the stores in
+// flight may finish until ctx ends, then they are cancelled and answered.
+// It returns ctx's error if stores had to be cancelled.
+func (s *Server) stopWithin(ctx context.Context) error {
+	var err error
 	s.stopOnce.Do(func() {
 		s.draining.Store(true)
 		conns := s.hub.all()
@@ -332,9 +350,10 @@ func (s *Server) Close() {
 			s.req.Close()
 		}
 		if s.router != nil {
-			s.router.Close()
+			err = s.router.Shutdown(ctx)
 		}
 	})
+	return err
 }
 
 // tasks runs short-lived goroutines (inbox passes, presence, history
