@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -80,10 +81,11 @@ type Router struct {
 	cancelStore context.CancelFunc
 	openMu      sync.RWMutex
 	open        bool                // guarded by openMu: stores and backend requests are accepted
+	appendq     chan *fanout        // guarded by openMu for send and close: admitted messages, for the appender
 	backend     chan backendRequest // guarded by openMu for send and close; nil until ServeSend
 	backendQ    int
-	stores      sync.WaitGroup // store waits in flight; Add only under openMu with open set
-	loops       sync.WaitGroup // the backend worker
+	stores      sync.WaitGroup // admitted stores until answered; Add only under openMu with open set
+	loops       sync.WaitGroup // the appender and the backend worker
 }
 
 // RouterDeps are what a Router routes with.
@@ -115,13 +117,20 @@ type RouterDeps struct {
 // NewRouter builds a router; Shutdown or Close stops it.
 func NewRouter(d RouterDeps) *Router {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Router{nc: d.NATS, req: d.Requester, subj: d.Subjects, devices: d.Devices, store: d.Store,
+	queue := cmp.Or(d.StoreQueue, defaultStoreQueue)
+	r := &Router{nc: d.NATS, req: d.Requester, subj: d.Subjects, devices: d.Devices, store: d.Store,
 		sessions: d.Sessions, history: d.History, now: d.Now, log: d.Log, hooks: d,
 		storeTimeout: cmp.Or(d.StoreTimeout, defaultStoreTimeout),
-		budget: storeBudget{maxCount: int64(cmp.Or(d.StoreQueue, defaultStoreQueue)),
-			maxBytes: cmp.Or(d.StoreQueueBytes, defaultStoreQueueBytes)},
+		budget:       storeBudget{maxCount: int64(queue), maxBytes: cmp.Or(d.StoreQueueBytes, defaultStoreQueueBytes)},
+		// Every admitted message holds at least one unit of the budget
+		// until answered, so this queue never has fewer free slots than
+		// the budget has units: sending to it never waits.
+		appendq:  make(chan *fanout, queue),
 		backendQ: cmp.Or(d.BackendQueue, defaultBackendQueue),
 		storeCtx: ctx, cancelStore: cancel, open: true}
+	r.loops.Add(1)
+	go r.appender()
+	return r
 }
 
 // NewMsgID returns a new time-ordered message id.
@@ -244,6 +253,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	r.openMu.Lock()
 	if r.open {
 		r.open = false
+		close(r.appendq)
 		if r.backend != nil {
 			close(r.backend)
 		}
@@ -251,20 +261,24 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	r.openMu.Unlock()
 	idle := make(chan struct{})
 	go func() {
-		r.loops.Wait() // the backend worker starts no store once closed, so this precedes stores.Wait
+		r.loops.Wait() // the appender and the backend worker admit no store once closed
 		r.stores.Wait()
 		close(idle)
 	}()
-	var err error
+	defer r.cancelStore()
 	select {
 	case <-idle:
+		return nil
 	case <-ctx.Done():
-		err = ctx.Err()
-		r.cancelStore()
-		<-idle
+	}
+	select {
+	case <-idle: // finished as ctx ended: nothing was cut short
+		return nil
+	default:
 	}
 	r.cancelStore()
-	return err
+	<-idle
+	return fmt.Errorf("stop router: stores cancelled: %w", ctx.Err())
 }
 
 // Close is Shutdown without waiting: pending stores are answered at once.

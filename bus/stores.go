@@ -32,8 +32,9 @@ func (b *storeBudget) give(n, size int64) {
 	b.bytes.Add(-n * size)
 }
 
-// beginStore admits n copies of size bytes, or says why not.
-func (r *Router) beginStore(n, size int64) allspark.Code {
+// admit takes n copies of size bytes from the budget, or says why not.
+// If f is not nil it is queued for the appender; sessions append at once.
+func (r *Router) admit(f *fanout, n, size int64) allspark.Code {
 	r.openMu.RLock()
 	defer r.openMu.RUnlock()
 	if !r.open {
@@ -43,12 +44,16 @@ func (r *Router) beginStore(n, size int64) allspark.Code {
 		return allspark.CodeOverloaded
 	}
 	r.stores.Add(1)
+	if f != nil {
+		r.appendq <- f // never waits: see NewRouter
+	}
 	return ""
 }
 
 // startStores decides f's answer if no store is needed or admitted, or
-// starts its copies' appends and a goroutine that awaits them. It runs in
-// f's turn of its sender's order and must not block.
+// queues its copies for the appender. It runs in f's turn of its sender's
+// order, often on a NATS callback, so it only does constant work: the
+// appends themselves run on the appender, in the same order.
 func (f *fanout) startStores() {
 	if f.answer != nil || f.session {
 		return
@@ -58,27 +63,35 @@ func (f *fanout) startStores() {
 		f.answer = &a
 		return
 	}
-	r := f.r
-	n, size := int64(len(f.unreached)), int64(len(f.frame))
-	if code := r.beginStore(n, size); code != "" {
+	if code := f.r.admit(f, int64(len(f.unreached)), int64(len(f.frame))); code != "" {
 		failed := make([]allspark.TargetFailure, len(f.unreached))
 		for i, node := range f.unreached {
 			failed[i] = allspark.TargetFailure{Node: node, Code: code}
 		}
 		a := f.outcome(failed)
 		f.answer = &a
-		return
 	}
-	waits := make([]func(context.Context) error, n)
-	for i, node := range f.unreached {
-		waits[i] = r.store.Append(node, f.m.MsgID, f.frame)
+}
+
+// appender starts the appends of admitted messages in admission order (so
+// one sender's copies reach each inbox in send order) and a goroutine per
+// message that awaits them and gives the answer. It ends when Shutdown
+// closes the queue, after starting what was queued.
+func (r *Router) appender() {
+	defer r.loops.Done()
+	for f := range r.appendq {
+		n, size := int64(len(f.unreached)), int64(len(f.frame))
+		waits := make([]func(context.Context) error, n)
+		for i, node := range f.unreached {
+			waits[i] = r.store.Append(node, f.m.MsgID, f.frame)
+		}
+		go func() {
+			defer r.stores.Done()
+			failed := r.awaitStores(f, waits)
+			r.budget.give(n, size)
+			f.settle(f.outcome(failed))
+		}()
 	}
-	go func() {
-		defer r.stores.Done()
-		failed := r.awaitStores(f, waits)
-		r.budget.give(n, size)
-		f.settle(f.outcome(failed))
-	}()
 }
 
 // awaitStores waits, concurrently, for every copy of f to be durable, and
@@ -127,7 +140,7 @@ func (r *Router) sendSession(f *fanout) {
 	}
 	f.frame = frame
 	size := int64(len(frame))
-	if code := r.beginStore(1, size); code != "" {
+	if code := r.admit(nil, 1, size); code != "" {
 		f.rejectNow(allspark.Errorf(code, failureText(code)))
 		return
 	}
