@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ type routerEnv struct {
 type routerOpts struct {
 	storeTimeout, attempt time.Duration
 	storeQueue            int
+	storeQueueBytes       int64
 }
 
 func newRouterEnv(t *testing.T, o routerOpts) *routerEnv {
@@ -48,7 +50,7 @@ func newRouterEnv(t *testing.T, o routerOpts) *routerEnv {
 		t.Fatal(err)
 	}
 	r := bus.NewRouter(bus.RouterDeps{NATS: nc, Requester: req, Subjects: subj, Store: inbox, Now: time.Now, Log: log,
-		StoreTimeout: o.storeTimeout, StoreQueue: o.storeQueue})
+		StoreTimeout: o.storeTimeout, StoreQueue: o.storeQueue, StoreQueueBytes: o.storeQueueBytes})
 	// As an edge stops: the requester first, so no reply is in flight.
 	t.Cleanup(func() { req.Close(); r.Close() })
 	peer := testutil.Connect(t, ns.ClientURL())
@@ -189,6 +191,24 @@ func TestRouterStoreQueueFullAnswersOverloaded(t *testing.T) {
 			want = allspark.CodeOverloaded
 		}
 		if s.ID != fmt.Sprint(i) || s.Status != allspark.StatusRejected || s.Error == nil || s.Error.Code != want {
+			t.Fatalf("answer %d: got %+v, want rejected %s", i, s, want)
+		}
+	}
+}
+
+// StoreQueueBytes bounds the bytes being stored as StoreQueue bounds the
+// copies: a copy that would pass it fails "overloaded" at once.
+func TestRouterStoreQueueBytesAnswersOverloaded(t *testing.T) {
+	e := newRouterEnv(t, routerOpts{storeTimeout: 2 * time.Second, attempt: 500 * time.Millisecond, storeQueueBytes: 300})
+	e.setInboxNoAck(t, true)
+	order := &bus.OutcomeOrder{}
+	out := make(chan allspark.Sent, 10)
+	payload := `"` + strings.Repeat("x", 150) + `"` // one frame fits in 300 bytes, two do not
+	e.send(order, "offline", "0", payload, out)
+	e.send(order, "offline", "1", payload, out)
+	for i, want := range []allspark.Code{allspark.CodeUnavailable, allspark.CodeOverloaded} {
+		s := nextSent(t, out, fmt.Sprint("message ", i))
+		if s.ID != fmt.Sprint(i) || s.Status != allspark.StatusRejected || s.Error.Code != want {
 			t.Fatalf("answer %d: got %+v, want rejected %s", i, s, want)
 		}
 	}
