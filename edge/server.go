@@ -132,7 +132,7 @@ func (s *Server) Start(ctx context.Context) error {
 		Store: s.inbox, Sessions: s.sessions, History: s.history, Now: s.now, Log: s.log,
 		StoreTimeout: s.cfg.StoreTimeout, StoreQueue: s.cfg.StoreQueue, StoreQueueBytes: s.cfg.StoreQueueBytes,
 		BackendQueue: s.cfg.BackendQueue,
-		OnOutcome: s.m.outcome, OnStored: func(n int) { s.m.stored.Add(float64(n)) }})
+		OnOutcome:    s.m.outcome, OnStored: func(n int) { s.m.stored.Add(float64(n)) }})
 	if s.presSub, err = bus.ServePresence(s.nc, s.subj, s.cfg.ID, s.hub.holds); err != nil {
 		return err
 	}
