@@ -42,6 +42,16 @@ func TestStoreOutageDoesNotStallEdge(t *testing.T) {
 	}
 
 	var written, answered sync.WaitGroup
+	// A stalled edge stops reading, so writes block: cut the senders at
+	// the end so every goroutine of this test returns.
+	stop := make(chan struct{})
+	t.Cleanup(func() {
+		close(stop)
+		for _, s := range senders {
+			s.Close()
+		}
+		answered.Wait()
+	})
 	statuses := make([]map[string]int, conns)
 	for i, s := range senders {
 		written.Add(1)
@@ -50,7 +60,11 @@ func TestStoreOutageDoesNotStallEdge(t *testing.T) {
 			defer answered.Done()
 			for j := range perConn {
 				if err := s.Write(map[string]any{"id": fmt.Sprint(j), "dest_id": fmt.Sprintf("off-%d-%d", i, j%7), "payload": "x"}); err != nil {
-					t.Errorf("sender %d: write %d: %v", i, j, err)
+					select {
+					case <-stop:
+					default:
+						t.Errorf("sender %d: write %d: %v", i, j, err)
+					}
 					written.Done()
 					return
 				}
@@ -77,11 +91,19 @@ func TestStoreOutageDoesNotStallEdge(t *testing.T) {
 				case <-time.After(60 * time.Second):
 					t.Errorf("sender %d: %d of %d answered, then nothing for 60s", i, next, perConn)
 					return
+				case <-stop:
+					return
 				}
 			}
 		}()
 	}
-	written.Wait()
+	allWritten := make(chan struct{})
+	go func() { written.Wait(); close(allWritten) }()
+	select {
+	case <-allWritten:
+	case <-time.After(60 * time.Second):
+		t.Fatal("senders could not write their messages within 60s: the edge stopped reading them")
+	}
 	amy.Send(t, map[string]any{"id": "hello", "dest_id": "ben", "payload": "hi"})
 	if m := ben.Until(t, 30*time.Second, wstest.Frame.IsMessage); m.SrcID != "amy" {
 		t.Fatalf("ben got %s", m.Raw)
