@@ -303,13 +303,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			left := s.hub.count.Load()
-			s.stopWithin(ctx)
+			_ = s.stopWithin(ctx, true)
 			return fmt.Errorf("drain: %d connections left: %w", left, ctx.Err())
 		case <-t.C:
 		}
 	}
-	if err := s.stopWithin(ctx); err != nil {
-		return fmt.Errorf("drain: stores still pending: %w", err)
+	if err := s.stopWithin(ctx, true); err != nil {
+		return fmt.Errorf("drain: work still pending: %w", err)
 	}
 	return nil
 }
@@ -320,23 +320,42 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_ = s.stopWithin(ctx)
+	_ = s.stopWithin(ctx, false)
 }
 
 // stopWithin cuts what is left and stops background work; the stores in
 // flight may finish until ctx ends, then they are cancelled and answered.
-// It returns ctx's error if stores had to be cancelled.
-func (s *Server) stopWithin(ctx context.Context) error {
-	var err error
+// With bounded set (a drain), it also stops waiting for background work
+// once ctx ends, so a drain never outlasts its budget whatever NATS does
+// (every such goroutine ends on its own, on its own I/O timeout); Close
+// waits for all of it, so nothing outlives it. It returns ctx's error if
+// anything had to be cut short.
+func (s *Server) stopWithin(ctx context.Context, bounded bool) error {
+	var errs []error
+	wait := func(what string, f func()) {
+		if !bounded {
+			f()
+			return
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); f() }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("stop %s: %w", what, ctx.Err()))
+		}
+	}
 	s.stopOnce.Do(func() {
 		s.draining.Store(true)
 		conns := s.hub.all()
 		for _, c := range conns {
 			c.cut()
 		}
-		for _, c := range conns {
-			<-c.done
-		}
+		wait("connections", func() {
+			for _, c := range conns {
+				<-c.done
+			}
+		})
 		if s.sendSub != nil {
 			_ = s.sendSub.Unsubscribe()
 		}
@@ -344,16 +363,20 @@ func (s *Server) stopWithin(ctx context.Context) error {
 			_ = s.presSub.Unsubscribe()
 		}
 		close(s.stop)
-		s.bg.Wait()
-		s.tasks.close() // after the dispatchers, which start some of this work, have stopped
+		wait("background work", func() {
+			s.bg.Wait()
+			s.tasks.close() // after the dispatchers, which start some of this work, have stopped
+		})
 		if s.req != nil {
 			s.req.Close()
 		}
 		if s.router != nil {
-			err = s.router.Shutdown(ctx)
+			if err := s.router.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	})
-	return err
+	return errors.Join(errs...)
 }
 
 // tasks runs short-lived goroutines (inbox passes, presence, history

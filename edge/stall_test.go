@@ -168,7 +168,7 @@ func TestShutdownBoundedWhileStoresHang(t *testing.T) {
 	go func() { done <- e.srv.Shutdown(ctx) }()
 	select {
 	case err := <-done:
-		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "stores still pending") {
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "stores cancelled") {
 			t.Errorf("Shutdown: got %v, want the drain context's deadline with stores pending", err)
 		}
 	case <-time.After(20 * time.Second):
