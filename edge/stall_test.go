@@ -26,6 +26,9 @@ func TestStoreOutageDoesNotStallEdge(t *testing.T) {
 	c := newClusterOn(t, servers[0]) // the edge stays connected to the surviving server
 	e := c.edge("edge-a", func(cfg *edge.Config) {
 		cfg.StreamReplicas = 3
+		// The property is "within the ack timeout"; 5 s leaves a -race
+		// build on a shared 2-core machine room to process 20,000 sends.
+		cfg.AckTimeout = 5 * time.Second
 		cfg.StoreTimeout = 3 * time.Second
 		cfg.StoreAttemptTimeout = 500 * time.Millisecond
 		cfg.StoreQueue = 5000
@@ -104,6 +107,7 @@ func TestStoreOutageDoesNotStallEdge(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("senders could not write their messages within 60s: the edge stopped reading them")
 	}
+	start := time.Now()
 	amy.Send(t, map[string]any{"id": "hello", "dest_id": "ben", "payload": "hi"})
 	if m := ben.Until(t, 30*time.Second, wstest.Frame.IsMessage); m.SrcID != "amy" {
 		t.Fatalf("ben got %s", m.Raw)
@@ -111,6 +115,7 @@ func TestStoreOutageDoesNotStallEdge(t *testing.T) {
 	if f := amy.Until(t, 30*time.Second, isSent); f.Status != "delivered" {
 		t.Fatalf("amy's 1:1 message during the outage: got %s, want delivered", f.Raw)
 	}
+	t.Logf("1:1 answered delivered %s after it was sent, during the outage", time.Since(start))
 	answered.Wait()
 	total := map[string]int{}
 	for _, st := range statuses {
