@@ -21,6 +21,7 @@ const (
 	CodeUnavailable  Code = "unavailable"  // the cluster could not route or store the message
 	CodeOffline      Code = "offline"      // the client has no known device to deliver to or store for
 	CodeInboxFull    Code = "inbox_full"   // the target inbox holds its maximum of pending messages
+	CodeOverloaded   Code = "overloaded"   // the edge has its maximum of stores in flight; retry later
 	CodeUnauthorized Code = "unauthorized" // missing, malformed, expired or forged credentials
 	CodeNotFound     Code = "not_found"    // unknown resource
 	CodeConflict     Code = "conflict"     // the resource exists already, or is full

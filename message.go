@@ -63,9 +63,12 @@ func (m *Message) CheckDest() *Error {
 type Status string
 
 const (
-	// StatusDelivered: every target node that was online acknowledged it and nothing needed storing.
+	// StatusDelivered: target nodes acknowledged it and nothing was stored.
+	// With more than one target, Failed lists the targets that got no copy.
 	StatusDelivered Status = "delivered"
-	// StatusStored: at least one target was offline or did not acknowledge in time; it waits in its inbox.
+	// StatusStored: at least one target was offline or did not acknowledge in
+	// time and its copy is durable in its inbox; the others acknowledged it
+	// or are listed in Failed.
 	StatusStored Status = "stored"
 	// StatusRejected: nothing was delivered or stored; Error says why.
 	StatusRejected Status = "rejected"
@@ -80,6 +83,15 @@ type Sent struct {
 	Status Status `json:"status"`
 	Error  *Error `json:"error,omitempty"`
 	Seq    uint64 `json:"seq,omitempty"` // a session message's seq in the session history
+	// Failed lists, on a delivered or stored answer, the targets whose copy
+	// was neither acknowledged nor stored. Absent when every copy arrived.
+	Failed []TargetFailure `json:"failed,omitempty"`
+}
+
+// TargetFailure is one target of a multi-target message that got no copy.
+type TargetFailure struct {
+	Node string `json:"node"`
+	Code Code   `json:"code"`
 }
 
 // NewSent builds a "sent" answer.

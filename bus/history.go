@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,16 +26,20 @@ type HistoryConfig struct {
 	Replicas      int
 	MaxAge        time.Duration
 	MaxPerSession int64 // oldest messages beyond this are dropped from history
+	// AttemptTimeout and MaxInFlight are as in InboxConfig.
+	AttemptTimeout time.Duration
+	MaxInFlight    int
 }
 
 // History is the JetStream stream of session messages: every message to
 // a session is appended once, and its stream sequence is its seq. Seqs grow
 // within a session but are not contiguous (the stream is shared).
 type History struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	subj   Subjects
-	stream jetstream.Stream
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	attempt time.Duration
+	subj    Subjects
+	stream  jetstream.Stream
 }
 
 // HistoryStreamName names the history stream.
@@ -42,7 +47,9 @@ func HistoryStreamName(subj Subjects) string { return subj.Prefix() + "_history"
 
 // OpenHistory creates or updates the history stream.
 func OpenHistory(ctx context.Context, nc *nats.Conn, subj Subjects, cfg HistoryConfig) (*History, error) {
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(storeQueue))
+	attempt := cmp.Or(cfg.AttemptTimeout, defaultAttemptTimeout)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(cmp.Or(cfg.MaxInFlight, defaultStoreQueue)),
+		jetstream.WithPublishAsyncTimeout(attempt))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream context: %w", err)
 	}
@@ -60,7 +67,7 @@ func OpenHistory(ctx context.Context, nc *nats.Conn, subj Subjects, cfg HistoryC
 	if err != nil {
 		return nil, fmt.Errorf("open history stream: %w", err)
 	}
-	return &History{nc: nc, js: js, subj: subj, stream: st}, nil
+	return &History{nc: nc, js: js, attempt: attempt, subj: subj, stream: st}, nil
 }
 
 // append starts publishing frame to the session's history; wait returns
@@ -69,7 +76,7 @@ func (h *History) append(sessionID, msgID string, frame []byte) func(context.Con
 	wait := durablePublish(h.js, func() *nats.Msg {
 		return &nats.Msg{Subject: h.subj.Session(sessionID), Data: frame,
 			Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
-	}, nil)
+	}, h.attempt, nil)
 	return func(ctx context.Context) (uint64, error) {
 		ack, err := wait(ctx)
 		if err != nil {

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,11 @@ type InboxConfig struct {
 	Replicas   int
 	MaxAge     time.Duration // pending messages older than this are dropped (documented retention)
 	MaxPerNode int64         // pending messages per node; further stores are refused with ErrInboxFull
+	// AttemptTimeout is how long one append waits for its PubAck before it
+	// is retried (default 2 s). MaxInFlight sizes the async publish window;
+	// keep it at least the router's StoreQueue (default 16384).
+	AttemptTimeout time.Duration
+	MaxInFlight    int
 }
 
 // Inbox keeps the messages a node has not acknowledged, in one JetStream
@@ -42,7 +48,9 @@ type InboxConfig struct {
 // may be answered by a lagging follower).
 type Inbox struct {
 	nc          *nats.Conn
-	js          jetstream.JetStream
+	js          jetstream.JetStream // inbox appends
+	events      jetstream.JetStream // undelivered events, so they never take the appends' window
+	attempt     time.Duration
 	subj        Subjects
 	stream      jetstream.Stream
 	undelivered string
@@ -68,15 +76,20 @@ func InboxStreamName(subj Subjects) string       { return subj.Prefix() + "_inbo
 func UndeliveredStreamName(subj Subjects) string { return subj.Prefix() + "_undelivered" }
 
 // OpenInbox creates or updates the inbox and undelivered streams. The
-// inbox publishes through its own JetStream context so its async publish
-// window and error handler are its own.
+// inbox publishes through its own JetStream contexts so its async publish
+// windows, ack timeouts and error handlers are its own.
 func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfig, log *slog.Logger) (*Inbox, error) {
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(storeQueue),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
-			if m.Subject == subj.Undelivered() {
-				log.Error("queue undelivered event", "err", err)
-			}
+	attempt := cmp.Or(cfg.AttemptTimeout, defaultAttemptTimeout)
+	window := cmp.Or(cfg.MaxInFlight, defaultStoreQueue)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window),
+		jetstream.WithPublishAsyncTimeout(attempt))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream context: %w", err)
+	}
+	events, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window),
+		jetstream.WithPublishAsyncTimeout(attempt),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+			log.Error("queue undelivered event", "err", err)
 		}))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream context: %w", err)
@@ -108,7 +121,8 @@ func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfi
 	}); err != nil {
 		return nil, fmt.Errorf("open undelivered stream: %w", err)
 	}
-	return &Inbox{nc: nc, js: js, subj: subj, stream: st, undelivered: subj.Undelivered(), log: log}, nil
+	return &Inbox{nc: nc, js: js, events: events, attempt: attempt, subj: subj, stream: st,
+		undelivered: subj.Undelivered(), log: log}, nil
 }
 
 // Append implements Store: it appends frame to nodeID's inbox (once per
@@ -123,7 +137,7 @@ func (i *Inbox) Append(nodeID, msgID string, frame []byte) func(context.Context)
 			HeaderMsgID:           []string{msgID},
 		}}
 	}
-	wait := durablePublish(i.js, msg, isInboxFull)
+	wait := durablePublish(i.js, msg, i.attempt, isInboxFull)
 	return func(ctx context.Context) error {
 		if _, err := wait(ctx); err != nil {
 			if isInboxFull(err) {
@@ -147,8 +161,8 @@ func (i *Inbox) stored(nodeID, msgID, dedup string, frame []byte) {
 	ev, _ := json.Marshal(UndeliveredEvent{NodeID: nodeID, MsgID: msgID, Message: frame})
 	// The message is safe whatever happens here: a lost event costs a push
 	// notification, never a message. The async error handler logs failures.
-	if _, err := i.js.PublishMsgAsync(&nats.Msg{Subject: i.undelivered, Data: ev,
-		Header: nats.Header{jetstream.MsgIDHeader: []string{dedup}}}); err != nil {
+	if _, err := i.events.PublishMsgAsync(&nats.Msg{Subject: i.undelivered, Data: ev,
+		Header: nats.Header{jetstream.MsgIDHeader: []string{dedup}}}, jetstream.WithStallWait(asyncStallWait)); err != nil {
 		i.log.Error("queue undelivered event", "node", nodeID, "msg_id", msgID, "err", err)
 	}
 	nudge := &nats.Msg{Subject: i.subj.Node(nodeID), Header: nats.Header{HeaderInbox: []string{"1"}}}

@@ -39,10 +39,11 @@ type Requester struct {
 	next    atomic.Uint64
 	shards  [requesterShards]requestShard
 
-	expMu sync.Mutex
-	expq  []expiry // guarded by expMu: deadlines in publish order
-	stop  chan struct{}
-	done  chan struct{}
+	expMu     sync.Mutex
+	expq      []expiry // guarded by expMu: deadlines in publish order
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 type expiry struct {
@@ -168,7 +169,10 @@ func (r *Requester) finish(id uint64, m *nats.Msg, err error) {
 
 // Close unsubscribes and fails every pending request with ErrRequesterClosed.
 // A reply already being handled may still finish; no new callback starts.
-func (r *Requester) Close() {
+// Closing again does nothing.
+func (r *Requester) Close() { r.closeOnce.Do(r.close) }
+
+func (r *Requester) close() {
 	_ = r.sub.Unsubscribe()
 	close(r.stop)
 	<-r.done

@@ -68,6 +68,19 @@ type Config struct {
 	// join or create past it answers 409 conflict). 0 means the default.
 	SessionMaxMembers int `env:"SESSION_MAX_MEMBERS" envDefault:"10000"`
 	NodeMaxSessions   int `env:"NODE_MAX_SESSIONS" envDefault:"1000"`
+	// StoreTimeout bounds the storing of one message's inbox copies (or its
+	// session history append), retries included; a copy not durable by then
+	// fails "unavailable". StoreAttemptTimeout is how long one publish waits
+	// for its PubAck before it is retried with the same Nats-Msg-Id.
+	StoreTimeout        time.Duration `env:"STORE_TIMEOUT" envDefault:"10s"`
+	StoreAttemptTimeout time.Duration `env:"STORE_ATTEMPT_TIMEOUT" envDefault:"2s"`
+	// StoreQueue and StoreQueueBytes bound the copies this edge is storing at
+	// once; a copy past them fails at once with "overloaded".
+	StoreQueue      int   `env:"STORE_QUEUE" envDefault:"16384"`
+	StoreQueueBytes int64 `env:"STORE_QUEUE_BYTES" envDefault:"67108864"`
+	// BackendQueue bounds the allspark.send requests waiting to be routed;
+	// past it they are answered rejected "overloaded".
+	BackendQueue int `env:"BACKEND_QUEUE" envDefault:"1024"`
 }
 
 // Validate reports the first invalid field by its environment name.
@@ -96,7 +109,7 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{"ACK_TIMEOUT": c.AckTimeout, "VALIDATION_TTL": c.ValidationTTL,
 		"HEARTBEAT": c.Heartbeat, "WRITE_TIMEOUT": c.WriteTimeout, "DRAIN_TIMEOUT": c.DrainTimeout, "INBOX_TTL": c.InboxTTL,
 		"PING_INTERVAL": c.PingInterval, "INBOX_READ_GRACE": c.InboxReadGrace,
-		"HISTORY_TTL": c.HistoryTTL} {
+		"HISTORY_TTL": c.HistoryTTL, "STORE_TIMEOUT": c.StoreTimeout, "STORE_ATTEMPT_TIMEOUT": c.StoreAttemptTimeout} {
 		if d <= 0 {
 			bad(name, "must be a positive duration, got %s", d)
 		}
@@ -115,6 +128,18 @@ func (c Config) Validate() error {
 	}
 	if c.NodeMaxSessions < 0 || c.NodeMaxSessions > 100_000 {
 		bad("NODE_MAX_SESSIONS", "must be 0 (default) to 100000, got %d", c.NodeMaxSessions)
+	}
+	if c.StoreAttemptTimeout > c.StoreTimeout {
+		bad("STORE_ATTEMPT_TIMEOUT", "must not exceed STORE_TIMEOUT (%s), got %s", c.StoreTimeout, c.StoreAttemptTimeout)
+	}
+	if c.StoreQueue < 1 {
+		bad("STORE_QUEUE", "must be positive, got %d", c.StoreQueue)
+	}
+	if c.StoreQueueBytes < int64(c.MaxFrameBytes) {
+		bad("STORE_QUEUE_BYTES", "must be at least MAX_FRAME_BYTES (%d), got %d", c.MaxFrameBytes, c.StoreQueueBytes)
+	}
+	if c.BackendQueue < 1 {
+		bad("BACKEND_QUEUE", "must be positive, got %d", c.BackendQueue)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)

@@ -35,7 +35,8 @@ type conn struct {
 	drained chan struct{} // capacity 1: "the writer emptied the queue"
 	done    chan struct{} // closed when teardown has run
 	expiry  *time.Timer   // closes with 4001 when the auth_key expires; nil if none
-	order   bus.Sequence  // keeps this sender's outcomes in send order
+
+	order bus.OutcomeOrder // keeps this sender's outcomes in send order
 
 	mu       sync.Mutex
 	ws       *gws.Conn              // guarded by mu: nil until attach

@@ -63,6 +63,7 @@ func testConfig(id, publicURL string) edge.Config {
 		MaxFrameBytes: 65536, SendQueueBytes: 1 << 20, AckTimeout: 2 * time.Second,
 		ValidationTTL: time.Minute, Heartbeat: 200 * time.Millisecond, WriteTimeout: 5 * time.Second,
 		DrainTimeout: 5 * time.Second, PingInterval: 25 * time.Second, InboxReadGrace: 10 * time.Second, StreamReplicas: 1, InboxTTL: time.Hour, InboxMaxPerNode: 10000, HistoryTTL: time.Hour, HistoryMaxPerSession: 10000,
+		StoreTimeout: 10 * time.Second, StoreAttemptTimeout: 2 * time.Second, StoreQueue: 1 << 14, StoreQueueBytes: 64 << 20, BackendQueue: 1024,
 	}
 }
 

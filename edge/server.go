@@ -130,7 +130,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.router = bus.NewRouter(bus.RouterDeps{NATS: s.nc, Requester: s.req, Subjects: s.subj, Devices: s.devices,
 		Store: s.inbox, Sessions: s.sessions, History: s.history, Now: s.now, Log: s.log,
-		OnOutcome: s.m.outcome, OnStored: func(n int) { s.m.stored.Add(float64(n)) }})
+		StoreTimeout: s.cfg.StoreTimeout, StoreQueue: s.cfg.StoreQueue, StoreQueueBytes: s.cfg.StoreQueueBytes,
+		BackendQueue: s.cfg.BackendQueue,
+		OnOutcome:    s.m.outcome, OnStored: func(n int) { s.m.stored.Add(float64(n)) }})
 	if s.presSub, err = bus.ServePresence(s.nc, s.subj, s.cfg.ID, s.hub.holds); err != nil {
 		return err
 	}
@@ -188,6 +190,7 @@ func (s *Server) openStores(ctx context.Context) error {
 		{"inbox", func(ctx context.Context) (err error) {
 			s.inbox, err = bus.OpenInbox(ctx, s.nc, s.subj, bus.InboxConfig{
 				Replicas: s.cfg.StreamReplicas, MaxAge: s.cfg.InboxTTL, MaxPerNode: s.cfg.InboxMaxPerNode,
+				AttemptTimeout: s.cfg.StoreAttemptTimeout, MaxInFlight: s.cfg.StoreQueue,
 			}, s.log)
 			return err
 		}},
@@ -200,6 +203,7 @@ func (s *Server) openStores(ctx context.Context) error {
 		{"history", func(ctx context.Context) (err error) {
 			s.history, err = bus.OpenHistory(ctx, s.nc, s.subj, bus.HistoryConfig{
 				Replicas: s.cfg.StreamReplicas, MaxAge: s.cfg.HistoryTTL, MaxPerSession: s.cfg.HistoryMaxPerSession,
+				AttemptTimeout: s.cfg.StoreAttemptTimeout, MaxInFlight: s.cfg.StoreQueue,
 			})
 			return err
 		}},
@@ -345,27 +349,60 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for s.hub.count.Load() > 0 {
 		select {
 		case <-ctx.Done():
-			s.Close()
-			return fmt.Errorf("drain: %d connections left: %w", s.hub.count.Load(), ctx.Err())
+			left := s.hub.count.Load()
+			_ = s.stopWithin(ctx, true)
+			return fmt.Errorf("drain: %d connections left: %w", left, ctx.Err())
 		case <-t.C:
 		}
 	}
-	s.Close()
+	if err := s.stopWithin(ctx, true); err != nil {
+		return fmt.Errorf("drain: work still pending: %w", err)
+	}
 	return nil
 }
 
 // Close stops the edge at once: connections are cut without a close frame,
-// as if the process died, and background work stops.
+// as if the process died, and background work stops. Stores still pending
+// are answered "unavailable" at once (their copies may still become durable).
 func (s *Server) Close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.stopWithin(ctx, false)
+}
+
+// stopWithin cuts what is left and stops background work; the stores in
+// flight may finish until ctx ends, then they are cancelled and answered.
+// With bounded set (a drain), it also stops waiting for background work
+// once ctx ends, so a drain never outlasts its budget whatever NATS does
+// (every such goroutine ends on its own, on its own I/O timeout); Close
+// waits for all of it, so nothing outlives it. It returns ctx's error if
+// anything had to be cut short.
+func (s *Server) stopWithin(ctx context.Context, bounded bool) error {
+	var errs []error
+	wait := func(what string, f func()) {
+		if !bounded {
+			f()
+			return
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); f() }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("stop %s: %w", what, ctx.Err()))
+		}
+	}
 	s.stopOnce.Do(func() {
 		s.draining.Store(true)
 		conns := s.hub.all()
 		for _, c := range conns {
 			c.abort()
 		}
-		for _, c := range conns {
-			<-c.done
-		}
+		wait("connections", func() {
+			for _, c := range conns {
+				<-c.done
+			}
+		})
 		if s.sendSub != nil {
 			_ = s.sendSub.Unsubscribe()
 		}
@@ -373,15 +410,20 @@ func (s *Server) Close() {
 			_ = s.presSub.Unsubscribe()
 		}
 		close(s.stop)
-		s.bg.Wait()
-		s.tasks.close() // after the dispatchers, which start some of this work, have stopped
+		wait("background work", func() {
+			s.bg.Wait()
+			s.tasks.close() // after the dispatchers, which start some of this work, have stopped
+		})
 		if s.req != nil {
 			s.req.Close()
 		}
 		if s.router != nil {
-			s.router.Close()
+			if err := s.router.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	})
+	return errors.Join(errs...)
 }
 
 // tasks runs short-lived goroutines (inbox passes, presence, history

@@ -101,14 +101,18 @@ func TestInvalidConfigNamesVariable(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"unparsable int":       {map[string]string{"ALLSPARK_MAX_FRAME_BYTES": "lots"}, "ALLSPARK_MAX_FRAME_BYTES"},
-		"out of range":         {map[string]string{"ALLSPARK_MAX_FRAME_BYTES": "10"}, "ALLSPARK_MAX_FRAME_BYTES"},
-		"bad duration":         {map[string]string{"ALLSPARK_ACK_TIMEOUT": "abc"}, `ALLSPARK_ACK_TIMEOUT="abc"`},
-		"bad public url":       {map[string]string{"ALLSPARK_PUBLIC_URL": "ftp://x"}, "ALLSPARK_PUBLIC_URL"},
-		"bad prefix":           {map[string]string{"ALLSPARK_SUBJECT_PREFIX": "a.b"}, "ALLSPARK_SUBJECT_PREFIX"},
-		"bad listen":           {map[string]string{"ALLSPARK_LISTEN": "nope"}, "ALLSPARK_LISTEN"},
-		"cluster needs secret": {map[string]string{"ALLSPARK_NATS_URL": "nats://127.0.0.1:1", "ALLSPARK_LISTEN": "127.0.0.1:0"}, "ALLSPARK_AUTH_SECRET"},
-		"short secret":         {map[string]string{"ALLSPARK_AUTH_SECRET": "short", "ALLSPARK_LISTEN": "127.0.0.1:0"}, "ALLSPARK_AUTH_SECRET"},
+		"unparsable int":              {map[string]string{"ALLSPARK_MAX_FRAME_BYTES": "lots"}, "ALLSPARK_MAX_FRAME_BYTES"},
+		"out of range":                {map[string]string{"ALLSPARK_MAX_FRAME_BYTES": "10"}, "ALLSPARK_MAX_FRAME_BYTES"},
+		"bad duration":                {map[string]string{"ALLSPARK_ACK_TIMEOUT": "abc"}, `ALLSPARK_ACK_TIMEOUT="abc"`},
+		"bad public url":              {map[string]string{"ALLSPARK_PUBLIC_URL": "ftp://x"}, "ALLSPARK_PUBLIC_URL"},
+		"bad prefix":                  {map[string]string{"ALLSPARK_SUBJECT_PREFIX": "a.b"}, "ALLSPARK_SUBJECT_PREFIX"},
+		"bad listen":                  {map[string]string{"ALLSPARK_LISTEN": "nope"}, "ALLSPARK_LISTEN"},
+		"cluster needs secret":        {map[string]string{"ALLSPARK_NATS_URL": "nats://127.0.0.1:1", "ALLSPARK_LISTEN": "127.0.0.1:0"}, "ALLSPARK_AUTH_SECRET"},
+		"short secret":                {map[string]string{"ALLSPARK_AUTH_SECRET": "short", "ALLSPARK_LISTEN": "127.0.0.1:0"}, "ALLSPARK_AUTH_SECRET"},
+		"attempt over store timeout":  {map[string]string{"ALLSPARK_STORE_TIMEOUT": "1s", "ALLSPARK_STORE_ATTEMPT_TIMEOUT": "2s"}, "ALLSPARK_STORE_ATTEMPT_TIMEOUT"},
+		"no store queue":              {map[string]string{"ALLSPARK_STORE_QUEUE": "0"}, "ALLSPARK_STORE_QUEUE"},
+		"store queue bytes too small": {map[string]string{"ALLSPARK_STORE_QUEUE_BYTES": "10"}, "ALLSPARK_STORE_QUEUE_BYTES"},
+		"no backend queue":            {map[string]string{"ALLSPARK_BACKEND_QUEUE": "0"}, "ALLSPARK_BACKEND_QUEUE"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
