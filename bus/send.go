@@ -18,13 +18,14 @@ type BackendMessage struct {
 }
 
 // ParseBackendMessage decodes and validates a backend's message. A field
-// that a message does not have is rejected (bad_frame naming it).
-func ParseBackendMessage(data []byte, maxBytes int) (*BackendMessage, *allspark.Error) {
+// that a message does not have is rejected (bad_frame naming it), and so is
+// JSON nested deeper than maxDepth.
+func ParseBackendMessage(data []byte, maxBytes, maxDepth int) (*BackendMessage, *allspark.Error) {
 	if len(data) > maxBytes {
 		return nil, allspark.Errorf(allspark.CodeTooLarge, fmt.Sprintf("message is %d bytes, the limit is %d", len(data), maxBytes))
 	}
 	var bm BackendMessage
-	if err := allspark.DecodeObject(data, &bm); err != nil {
+	if err := allspark.DecodeObjectDepth(data, &bm, maxDepth); err != nil {
 		return nil, err
 	}
 	if !allspark.ValidID(bm.SrcID) {
@@ -50,7 +51,7 @@ const sendQueue = "allspark-edges"
 // ServeSend answers requests on allspark.send until the returned
 // subscription is unsubscribed. Each reply is the same "sent" object a
 // websocket client receives.
-func (r *Router) ServeSend(maxBytes int) (*nats.Subscription, error) {
+func (r *Router) ServeSend(maxBytes, maxDepth int) (*nats.Subscription, error) {
 	sub, err := r.nc.QueueSubscribe(r.subj.Send(), sendQueue, func(m *nats.Msg) {
 		answer := func(s allspark.Sent) {
 			if m.Reply == "" {
@@ -61,7 +62,7 @@ func (r *Router) ServeSend(maxBytes int) (*nats.Subscription, error) {
 				r.log.Warn("answer allspark.send", "err", err)
 			}
 		}
-		bm, perr := ParseBackendMessage(m.Data, maxBytes)
+		bm, perr := ParseBackendMessage(m.Data, maxBytes, maxDepth)
 		if perr != nil {
 			answer(allspark.NewSent("", "", allspark.StatusRejected, perr))
 			return

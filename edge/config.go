@@ -68,6 +68,35 @@ type Config struct {
 	// join or create past it answers 409 conflict). 0 means the default.
 	SessionMaxMembers int `env:"SESSION_MAX_MEMBERS" envDefault:"10000"`
 	NodeMaxSessions   int `env:"NODE_MAX_SESSIONS" envDefault:"1000"`
+	// SyncMaxLimit caps a session sync's limit (a larger one is capped, not
+	// refused). 0 means the default.
+	SyncMaxLimit int `env:"SYNC_MAX_LIMIT" envDefault:"1000"`
+	// MaxJSONDepth is the deepest nesting of arrays and objects a client
+	// frame or backend message may have; a deeper one is bad_frame, so no
+	// payload that would overflow a recursive parser is stored. 0 means the
+	// default.
+	MaxJSONDepth int `env:"MAX_JSON_DEPTH" envDefault:"64"`
+}
+
+// Defaults of the limits where 0 in Config means "the default".
+const (
+	defaultSyncMaxLimit = 1000
+)
+
+// syncMaxLimit is SyncMaxLimit with the default applied.
+func (c Config) syncMaxLimit() int {
+	if c.SyncMaxLimit == 0 {
+		return defaultSyncMaxLimit
+	}
+	return c.SyncMaxLimit
+}
+
+// maxJSONDepth is MaxJSONDepth with the default applied.
+func (c Config) maxJSONDepth() int {
+	if c.MaxJSONDepth == 0 {
+		return allspark.DefaultMaxJSONDepth
+	}
+	return c.MaxJSONDepth
 }
 
 // Validate reports the first invalid field by its environment name.
@@ -115,6 +144,12 @@ func (c Config) Validate() error {
 	}
 	if c.NodeMaxSessions < 0 || c.NodeMaxSessions > 100_000 {
 		bad("NODE_MAX_SESSIONS", "must be 0 (default) to 100000, got %d", c.NodeMaxSessions)
+	}
+	if c.SyncMaxLimit < 0 || c.SyncMaxLimit > 100_000 {
+		bad("SYNC_MAX_LIMIT", "must be 0 (default) to 100000, got %d", c.SyncMaxLimit)
+	}
+	if c.MaxJSONDepth < 0 || c.MaxJSONDepth > 10_000 {
+		bad("MAX_JSON_DEPTH", "must be 0 (default) to 10000, got %d", c.MaxJSONDepth)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)
