@@ -33,7 +33,7 @@ func DecodeObjectDepth(b []byte, v any, maxDepth int) *Error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return Errorf(CodeBadFrame, jsonProblem(err))
+		return Errorf(CodeBadFrame, DescribeJSONError(err))
 	}
 	if len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
 		return Errorf(CodeBadFrame, "invalid JSON: data after the object")
@@ -41,9 +41,10 @@ func DecodeObjectDepth(b []byte, v any, maxDepth int) *Error {
 	return nil
 }
 
-// jsonProblem says what is wrong with a JSON input in client terms: the
-// field and the JSON kind expected, not the Go type it was decoded into.
-func jsonProblem(err error) string {
+// DescribeJSONError says what is wrong with a JSON input in client terms,
+// from an encoding/json error: the field and the JSON kind expected, never
+// the Go type it was decoded into.
+func DescribeJSONError(err error) string {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {

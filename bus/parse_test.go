@@ -15,18 +15,20 @@ func FuzzParseBackendMessage(f *testing.F) {
 		`{"dest_id":"bob"}`, `{}`, `nope`,
 		`{"src_id":"svc","dest_id":"bob","paylod":{"invoice":42}}`, `{"src_id":"svc","dest_id":"bob"} {}`,
 		`{"src_id":"svc","dest_session_id":"room","member_id":"anon-1","seq":3,"ts":1}`,
+		`{"src_id":"svc","dest_id":"bob","payload":` + strings.Repeat("{\"a\":", 65) + "1" + strings.Repeat("}", 65) + `}`,
+		`{"src_id":"svc","dest_id":7}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		bm, err := ParseBackendMessage(b, 4096, allspark.DefaultMaxJSONDepth)
 		if err != nil {
-			if err.Code == "" {
+			if err.Code == "" || strings.Contains(err.Message, "Go ") {
 				t.Fatalf("empty code for %q", b)
 			}
 			return
 		}
-		if !allspark.ValidID(bm.SrcID) || bm.CheckDest() != nil || bm.Seq != 0 {
+		if !allspark.ValidID(bm.SrcID) || bm.CheckDest() != nil || bm.Seq != 0 || allspark.CheckDepth(b, allspark.DefaultMaxJSONDepth) != nil {
 			t.Fatalf("accepted invalid message %+v", bm)
 		}
 	})

@@ -100,6 +100,9 @@ func FuzzDecodeFrame(f *testing.F) {
 		`{"type":"ack","session_id":"room-1","seq":9}`,
 		`{"id":"c-1","dest_id":"bob","paylod":"hi"}`, `{"paylod":1}`, `{"dest_id":"bob"} {}`,
 		`{"Payload":1,"DEST_ID":"bob"}`,
+		`{"dest_id":"bob","payload":` + strings.Repeat("[", 65) + strings.Repeat("]", 65) + `}`,
+		`{"dest_id":"bob","payload":"` + strings.Repeat("[", 65) + `"}`, `{"type":"sync","session_id":"s","limit":"x"}`,
+		`{"type":"sync","session_id":"s","after_seq":18446744073709551615}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -107,10 +110,13 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr, err := decodeFrame(b, allspark.DefaultMaxJSONDepth)
 		if err != nil {
-			if !known[err.Code] || err.Message == "" {
+			if !known[err.Code] || err.Message == "" || strings.Contains(err.Message, "Go ") {
 				t.Fatalf("error %v for %q", err, b)
 			}
 			return
+		}
+		if allspark.CheckDepth(b, allspark.DefaultMaxJSONDepth) != nil {
+			t.Fatalf("accepted a frame nested past the limit: %q", b)
 		}
 		var fields map[string]json.RawMessage
 		if json.Unmarshal(b, &fields) == nil {

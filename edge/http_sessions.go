@@ -51,7 +51,7 @@ func (s *Server) sessionCall(w http.ResponseWriter, r *http.Request, creating bo
 	}
 	if len(body) > 0 {
 		if err := json.Unmarshal(body, &req); err != nil {
-			writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, "body must be a JSON object: "+err.Error())
+			writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, "body must be a JSON object: "+allspark.DescribeJSONError(err))
 			return id, req, false
 		}
 	}
