@@ -125,7 +125,9 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.nudgeMembership(r.Context(), id.NodeID)
-	if joined { // a repeated join changed nothing: the session already saw this member arrive
+	// A repeated join changed nothing: the session already saw this member
+	// arrive. An anonymous member has no presence (see presence.go).
+	if joined && !anonymous(id.NodeID, member) {
 		s.announceJoin(req.SessionID, id.NodeID, member)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"session_id": req.SessionID, "member_id": member})
@@ -153,9 +155,12 @@ func (s *Server) handleUnjoin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{})
 }
 
+// sessionMember is one member in GET /v1/sessions/{id}. Online is absent
+// for an anonymous member: polling it next to a named member would link
+// the two as presence frames would (see presence.go).
 type sessionMember struct {
 	MemberID string `json:"member_id"`
-	Online   bool   `json:"online"`
+	Online   *bool  `json:"online,omitempty"`
 }
 
 type sessionView struct {
@@ -180,15 +185,22 @@ func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	nodes := make([]string, 0, len(sess.Members))
-	for n := range sess.Members {
-		nodes = append(nodes, n)
+	for n, m := range sess.Members {
+		if !anonymous(n, m.MemberID) {
+			nodes = append(nodes, n)
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), presenceTimeout)
 	held, _ := bus.QueryPresence(ctx, s.nc, s.subj, nodes, len(s.registry.Live()))
 	cancel()
 	view := sessionView{SessionID: sess.ID, Members: make([]sessionMember, 0, len(nodes))}
 	for n, m := range sess.Members {
-		view.Members = append(view.Members, sessionMember{MemberID: m.MemberID, Online: len(held[n]) > 0})
+		sm := sessionMember{MemberID: m.MemberID}
+		if !anonymous(n, m.MemberID) {
+			online := len(held[n]) > 0
+			sm.Online = &online
+		}
+		view.Members = append(view.Members, sm)
 	}
 	sort.Slice(view.Members, func(i, j int) bool { return view.Members[i].MemberID < view.Members[j].MemberID })
 	ctx, cancel = context.WithTimeout(r.Context(), 2*time.Second)
