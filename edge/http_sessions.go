@@ -19,10 +19,12 @@ func (s *Server) sessionRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /v1/sessions/{id}/unjoin", s.handleUnjoin)
 	m.HandleFunc("GET /v1/sessions/{id}", s.handleGetSession)
 	// AllSparkRT names; the session id comes from the query or the body.
+	// They change state, so they take POST only: a GET (a link, a prefetch,
+	// an <img>) must not create or join a session. Other methods answer 405.
 	for _, prefix := range []string{"/", "/v1/"} {
-		m.HandleFunc(prefix+"create_session", s.handleCreateSession)
-		m.HandleFunc(prefix+"join_session", s.handleJoin)
-		m.HandleFunc(prefix+"unjoin_session", s.handleUnjoin)
+		m.HandleFunc("POST "+prefix+"create_session", s.handleCreateSession)
+		m.HandleFunc("POST "+prefix+"join_session", s.handleJoin)
+		m.HandleFunc("POST "+prefix+"unjoin_session", s.handleUnjoin)
 	}
 }
 
