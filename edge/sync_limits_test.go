@@ -110,6 +110,22 @@ func TestSyncBombIsBounded(t *testing.T) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	heap := sampleHeap()
+	// Checked in cleanup too, so a run that fails otherwise still reports
+	// the heap it reached.
+	var checked bool
+	checkHeap := func() {
+		if checked {
+			return
+		}
+		checked = true
+		peak := heap.end()
+		growth := int64(peak) - int64(before.HeapInuse)
+		t.Logf("heap in use %d MB before, peak %d MB (growth %d MB)", before.HeapInuse>>20, peak>>20, growth>>20)
+		if growth > 100<<20 {
+			t.Errorf("heap grew by %d MB during the sync bomb, want < 100 MB", growth>>20)
+		}
+	}
+	t.Cleanup(checkHeap)
 	gate.Pause()
 	for i := range syncs {
 		cl.Send(t, map[string]any{"type": "sync", "id": fmt.Sprintf("s-%d", i), "session_id": "bomb", "after_seq": 0, "limit": 1000})
@@ -143,12 +159,7 @@ func TestSyncBombIsBounded(t *testing.T) {
 			t.Fatalf("unexpected frame %s", f.Raw)
 		}
 	}
-	peak := heap.end()
-	growth := int64(peak) - int64(before.HeapInuse)
-	t.Logf("heap in use %d MB before, peak %d MB (growth %d MB)", before.HeapInuse>>20, peak>>20, growth>>20)
-	if growth > 100<<20 {
-		t.Errorf("heap grew by %d MB during the sync bomb, want < 100 MB", growth>>20)
-	}
+	checkHeap()
 	if busy["s-0"] || len(busy) != syncs-1 {
 		t.Errorf("busy answers for %v, want every sync but s-0", busy)
 	}
