@@ -28,6 +28,7 @@ const (
 	CodeForbidden    Code = "forbidden"    // authenticated, but not allowed
 	CodeBadRequest   Code = "bad_request"  // malformed HTTP request body or parameters
 	CodeInternal     Code = "internal"     // a bug or an unexpected failure on our side
+	CodeBusy         Code = "busy"         // the connection already runs a request of this kind (a session sync); retry after it ends
 )
 
 // CodeMethodNotAllowed answers HTTP 405: the path exists, but not for this

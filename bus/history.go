@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -93,28 +94,42 @@ func (h *History) publishLive(sessionID, srcNode string, frame []byte) error {
 		Header: nats.Header{HeaderSrcNode: []string{srcNode}}})
 }
 
-// Range returns up to limit of the session's messages with seq > after,
-// oldest first, each with its seq, and the session's last seq.
-func (h *History) Range(ctx context.Context, sessionID string, after uint64, limit int) ([][]byte, uint64, error) {
+// HistoryMsg is one session message read from history: its frame, with
+// "seq" added, and that seq.
+type HistoryMsg struct {
+	Seq   uint64
+	Frame []byte
+}
+
+// Range reads one page of the session's messages with seq > after, oldest
+// first: at most limit messages, and no more once maxBytes of frames are
+// read (one message always fits, so a page makes progress). end reports
+// that the history holds nothing after the page. A page is the unit a sync
+// holds in memory, so its bounds, not the client's limit, bound the memory.
+// after = 2^64-1 is past every seq: the page is empty, never a wrap to 0.
+func (h *History) Range(ctx context.Context, sessionID string, after uint64, limit, maxBytes int) (page []HistoryMsg, end bool, err error) {
+	if after == math.MaxUint64 {
+		return nil, true, nil
+	}
 	subject := h.subj.Session(sessionID)
-	var out [][]byte
-	next := after + 1
-	for len(out) < limit {
+	next, size := after+1, 0
+	for len(page) < max(limit, 1) && (len(page) == 0 || size < maxBytes) {
 		m, err := h.stream.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
+			return page, true, nil
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("read history: %w", err)
+			return nil, false, fmt.Errorf("read history: %w", err)
 		}
-		out = append(out, WithSeq(m.Data, m.Sequence))
+		f := WithSeq(m.Data, m.Sequence)
+		page = append(page, HistoryMsg{Seq: m.Sequence, Frame: f})
+		size += len(f)
+		if m.Sequence == math.MaxUint64 {
+			return page, true, nil
+		}
 		next = m.Sequence + 1
 	}
-	last, err := h.LastSeq(ctx, sessionID)
-	if err != nil {
-		return nil, 0, err
-	}
-	return out, last, nil
+	return page, false, nil
 }
 
 // LastSeq is the seq of the session's newest message, 0 if none.

@@ -15,18 +15,20 @@ func FuzzParseBackendMessage(f *testing.F) {
 		`{"dest_id":"bob"}`, `{}`, `nope`,
 		`{"src_id":"svc","dest_id":"bob","paylod":{"invoice":42}}`, `{"src_id":"svc","dest_id":"bob"} {}`,
 		`{"src_id":"svc","dest_session_id":"room","member_id":"anon-1","seq":3,"ts":1}`,
+		`{"src_id":"svc","dest_id":"bob","payload":` + strings.Repeat("{\"a\":", 65) + "1" + strings.Repeat("}", 65) + `}`,
+		`{"src_id":"svc","dest_id":7}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		bm, err := ParseBackendMessage(b, 4096)
+		bm, err := ParseBackendMessage(b, 4096, allspark.DefaultMaxJSONDepth)
 		if err != nil {
-			if err.Code == "" {
+			if err.Code == "" || strings.Contains(err.Message, "Go ") {
 				t.Fatalf("empty code for %q", b)
 			}
 			return
 		}
-		if !allspark.ValidID(bm.SrcID) || bm.CheckDest() != nil || bm.Seq != 0 {
+		if !allspark.ValidID(bm.SrcID) || bm.CheckDest() != nil || bm.Seq != 0 || allspark.CheckDepth(b, allspark.DefaultMaxJSONDepth) != nil {
 			t.Fatalf("accepted invalid message %+v", bm)
 		}
 	})
@@ -49,7 +51,7 @@ func FuzzTokenRoundTrip(f *testing.F) {
 }
 
 func TestParseBackendMessageTooLarge(t *testing.T) {
-	_, err := ParseBackendMessage([]byte(`{"src_id":"s","dest_id":"d","payload":"`+strings.Repeat("x", 100)+`"}`), 50)
+	_, err := ParseBackendMessage([]byte(`{"src_id":"s","dest_id":"d","payload":"`+strings.Repeat("x", 100)+`"}`), 50, allspark.DefaultMaxJSONDepth)
 	if err == nil || err.Code != allspark.CodeTooLarge {
 		t.Fatalf("err = %v", err)
 	}
@@ -64,12 +66,12 @@ func TestParseBackendMessageRejectsUnknownFields(t *testing.T) {
 		`{"src_id":"billing","destid":"bob"}`:                           `"destid"`,
 		`{"src_id":"billing","dest_id":"bob","SrcNode":"x"}`:            `"SrcNode"`,
 	} {
-		_, err := ParseBackendMessage([]byte(in), 4096)
+		_, err := ParseBackendMessage([]byte(in), 4096, allspark.DefaultMaxJSONDepth)
 		if err == nil || err.Code != allspark.CodeBadFrame || !strings.Contains(err.Message, "unknown field "+field) {
 			t.Errorf("%s: err %v, want bad_frame naming %s", in, err, field)
 		}
 	}
-	if _, err := ParseBackendMessage([]byte(`{"src_id":"billing","dest_id":"bob"} {"x":1}`), 4096); err == nil {
+	if _, err := ParseBackendMessage([]byte(`{"src_id":"billing","dest_id":"bob"} {"x":1}`), 4096, allspark.DefaultMaxJSONDepth); err == nil {
 		t.Error("data after the object accepted")
 	}
 }
@@ -78,7 +80,7 @@ func TestParseBackendMessageRejectsUnknownFields(t *testing.T) {
 func TestParseBackendMessageAcceptsEveryField(t *testing.T) {
 	in := `{"id":"b-1","msg_id":"01J","src_id":"billing","src_client_id":"acme","dest_session_id":"room","member_id":"anon-1",` +
 		`"payload":{"a":1},"payload1":[1],"payload2":"two","seq":7,"ts":1}`
-	bm, err := ParseBackendMessage([]byte(in), 4096)
+	bm, err := ParseBackendMessage([]byte(in), 4096, allspark.DefaultMaxJSONDepth)
 	if err != nil {
 		t.Fatal(err)
 	}

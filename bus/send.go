@@ -18,13 +18,14 @@ type BackendMessage struct {
 }
 
 // ParseBackendMessage decodes and validates a backend's message. A field
-// that a message does not have is rejected (bad_frame naming it).
-func ParseBackendMessage(data []byte, maxBytes int) (*BackendMessage, *allspark.Error) {
+// that a message does not have is rejected (bad_frame naming it), and so is
+// JSON nested deeper than maxDepth.
+func ParseBackendMessage(data []byte, maxBytes, maxDepth int) (*BackendMessage, *allspark.Error) {
 	if len(data) > maxBytes {
 		return nil, allspark.Errorf(allspark.CodeTooLarge, fmt.Sprintf("message is %d bytes, the limit is %d", len(data), maxBytes))
 	}
 	var bm BackendMessage
-	if err := allspark.DecodeObject(data, &bm); err != nil {
+	if err := allspark.DecodeObjectDepth(data, &bm, maxDepth); err != nil {
 		return nil, err
 	}
 	if !allspark.ValidID(bm.SrcID) {
@@ -57,7 +58,7 @@ const sendQueue = "allspark-edges"
 // messages published one after another still reach each node in order. A
 // request that finds the queue full (BackendQueue) is answered rejected
 // "overloaded".
-func (r *Router) ServeSend(maxBytes int) (*nats.Subscription, error) {
+func (r *Router) ServeSend(maxBytes, maxDepth int) (*nats.Subscription, error) {
 	r.openMu.Lock()
 	if r.open && r.backend == nil {
 		r.backend = make(chan backendRequest, r.backendQ)
@@ -75,7 +76,7 @@ func (r *Router) ServeSend(maxBytes int) (*nats.Subscription, error) {
 				r.log.Warn("answer allspark.send", "err", err)
 			}
 		}
-		bm, perr := ParseBackendMessage(m.Data, maxBytes)
+		bm, perr := ParseBackendMessage(m.Data, maxBytes, maxDepth)
 		if perr != nil {
 			answer(allspark.NewSent("", "", allspark.StatusRejected, perr))
 			return

@@ -87,7 +87,7 @@ func TestServeSendQueueFullAnswersOverloaded(t *testing.T) {
 	r := bus.NewRouter(bus.RouterDeps{NATS: nc, Requester: req, Subjects: subj, Devices: devices, Now: time.Now,
 		Log: testutil.Logger(t), StoreTimeout: time.Minute, BackendQueue: 1})
 	t.Cleanup(func() { req.Close(); r.Close() })
-	sub, err := r.ServeSend(65536)
+	sub, err := r.ServeSend(65536, allspark.DefaultMaxJSONDepth)
 	if err != nil {
 		t.Fatal(err)
 	}

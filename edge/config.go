@@ -81,6 +81,35 @@ type Config struct {
 	// BackendQueue bounds the allspark.send requests waiting to be routed;
 	// past it they are answered rejected "overloaded".
 	BackendQueue int `env:"BACKEND_QUEUE" envDefault:"1024"`
+	// SyncMaxLimit caps a session sync's limit (a larger one is capped, not
+	// refused). 0 means the default.
+	SyncMaxLimit int `env:"SYNC_MAX_LIMIT" envDefault:"1000"`
+	// MaxJSONDepth is the deepest nesting of arrays and objects a client
+	// frame or backend message may have; a deeper one is bad_frame, so no
+	// payload that would overflow a recursive parser is stored. 0 means the
+	// default.
+	MaxJSONDepth int `env:"MAX_JSON_DEPTH" envDefault:"64"`
+}
+
+// Defaults of the limits where 0 in Config means "the default".
+const (
+	defaultSyncMaxLimit = 1000
+)
+
+// syncMaxLimit is SyncMaxLimit with the default applied.
+func (c Config) syncMaxLimit() int {
+	if c.SyncMaxLimit == 0 {
+		return defaultSyncMaxLimit
+	}
+	return c.SyncMaxLimit
+}
+
+// maxJSONDepth is MaxJSONDepth with the default applied.
+func (c Config) maxJSONDepth() int {
+	if c.MaxJSONDepth == 0 {
+		return allspark.DefaultMaxJSONDepth
+	}
+	return c.MaxJSONDepth
 }
 
 // Validate reports the first invalid field by its environment name.
@@ -140,6 +169,12 @@ func (c Config) Validate() error {
 	}
 	if c.BackendQueue < 1 {
 		bad("BACKEND_QUEUE", "must be positive, got %d", c.BackendQueue)
+	}
+	if c.SyncMaxLimit < 0 || c.SyncMaxLimit > 100_000 {
+		bad("SYNC_MAX_LIMIT", "must be 0 (default) to 100000, got %d", c.SyncMaxLimit)
+	}
+	if c.MaxJSONDepth < 0 || c.MaxJSONDepth > 10_000 {
+		bad("MAX_JSON_DEPTH", "must be 0 (default) to 10000, got %d", c.MaxJSONDepth)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)

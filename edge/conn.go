@@ -62,6 +62,7 @@ type conn struct {
 
 	sessions map[string]string       // guarded by mu: session id -> this node's member id there
 	cursors  map[string]*cursorWrite // guarded by mu: session id -> the read-cursor write in flight; see ackSession
+	sessSync bool                    // guarded by mu: a session sync is running; see syncSession
 }
 
 // closeRequest is a close the writer will carry out once it has flushed
@@ -440,7 +441,7 @@ func (c *conn) handle(op gws.Opcode, data []byte) {
 		c.send(encodeError("", allspark.Errorf(allspark.CodeBadFrame, "only text frames are accepted")))
 		return
 	}
-	f, perr := decodeFrame(data)
+	f, perr := decodeFrame(data, c.s.cfg.maxJSONDepth())
 	if perr != nil {
 		c.s.m.frameIn(0)
 		c.send(encodeError(f.id, perr))

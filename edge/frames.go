@@ -69,7 +69,8 @@ const maxAckBatch = 1024
 
 // decodeFrame parses one client frame. On failure it returns the client's
 // correlation id (when readable) and the error to put in an error frame.
-func decodeFrame(b []byte) (frame, *allspark.Error) {
+// A frame nested deeper than maxDepth is refused before it is decoded.
+func decodeFrame(b []byte, maxDepth int) (frame, *allspark.Error) {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] != '{' {
 		return frame{}, allspark.Errorf(allspark.CodeBadFrame, "frame must be a JSON object")
@@ -77,7 +78,7 @@ func decodeFrame(b []byte) (frame, *allspark.Error) {
 	var in inFrame
 	// The decoder fills what it can before reporting an unknown field or a
 	// mistyped value, so the id usually survives for the error frame.
-	if err := allspark.DecodeObject(b, &in); err != nil {
+	if err := allspark.DecodeObjectDepth(b, &in, maxDepth); err != nil {
 		return frame{id: in.ID}, err
 	}
 	f := frame{id: in.ID}

@@ -16,7 +16,7 @@ func BenchmarkDecodeMessageFrame(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchMessageFrame)))
 	for b.Loop() {
-		if _, err := decodeFrame(benchMessageFrame); err != nil {
+		if _, err := decodeFrame(benchMessageFrame, allspark.DefaultMaxJSONDepth); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -25,7 +25,7 @@ func BenchmarkDecodeMessageFrame(b *testing.B) {
 func BenchmarkDecodeAckFrame(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := decodeFrame(benchAckFrame); err != nil {
+		if _, err := decodeFrame(benchAckFrame, allspark.DefaultMaxJSONDepth); err != nil {
 			b.Fatal(err)
 		}
 	}

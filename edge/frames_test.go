@@ -24,7 +24,7 @@ func TestDecodeFrameKinds(t *testing.T) {
 		{`{"type":"sync","session_id":"room-1","after_seq":120,"limit":100}`, kindSync},
 	}
 	for _, c := range cases {
-		f, err := decodeFrame([]byte(c.in))
+		f, err := decodeFrame([]byte(c.in), allspark.DefaultMaxJSONDepth)
 		if err != nil || f.kind != c.kind {
 			t.Errorf("%s: kind %d err %v, want kind %d", c.in, f.kind, err, c.kind)
 		}
@@ -45,7 +45,7 @@ func TestDecodeFrameRejectsUnknownFields(t *testing.T) {
 		{`{"dest_id":"bob","nested":{"payload":1}}`, `"nested"`, ""},
 	}
 	for _, c := range cases {
-		f, err := decodeFrame([]byte(c.in))
+		f, err := decodeFrame([]byte(c.in), allspark.DefaultMaxJSONDepth)
 		if err == nil || err.Code != allspark.CodeBadFrame || !strings.Contains(err.Message, "unknown field "+c.field) {
 			t.Errorf("%s: err %v, want bad_frame naming %s", c.in, err, c.field)
 		}
@@ -54,7 +54,7 @@ func TestDecodeFrameRejectsUnknownFields(t *testing.T) {
 		}
 	}
 	for _, in := range []string{`{"dest_id":"bob"} {}`, `{"dest_id":"bob"}x`, `{"dest_id":"bob"}}`} {
-		if _, err := decodeFrame([]byte(in)); err == nil || err.Code != allspark.CodeBadFrame {
+		if _, err := decodeFrame([]byte(in), allspark.DefaultMaxJSONDepth); err == nil || err.Code != allspark.CodeBadFrame {
 			t.Errorf("%s: err %v, want bad_frame", in, err)
 		}
 	}
@@ -75,12 +75,12 @@ func TestDecodeFrameAcceptsEveryDocumentedField(t *testing.T) {
 		{`{"type":"ping","id":"p-1"}`, kindPing},
 	}
 	for _, c := range cases {
-		f, err := decodeFrame([]byte(c.in))
+		f, err := decodeFrame([]byte(c.in), allspark.DefaultMaxJSONDepth)
 		if err != nil || f.kind != c.kind {
 			t.Errorf("%s: kind %v err %v, want %v", c.in, f.kind, err, c.kind)
 		}
 	}
-	f, _ := decodeFrame([]byte(cases[0].in))
+	f, _ := decodeFrame([]byte(cases[0].in), allspark.DefaultMaxJSONDepth)
 	if m := f.msg; string(m.Payload) != `{"a":1}` || string(m.Payload1) != `[1]` || string(m.Payload2) != `"two"` {
 		t.Fatalf("payloads %s %s %s", m.Payload, m.Payload1, m.Payload2)
 	}
@@ -100,17 +100,23 @@ func FuzzDecodeFrame(f *testing.F) {
 		`{"type":"ack","session_id":"room-1","seq":9}`,
 		`{"id":"c-1","dest_id":"bob","paylod":"hi"}`, `{"paylod":1}`, `{"dest_id":"bob"} {}`,
 		`{"Payload":1,"DEST_ID":"bob"}`,
+		`{"dest_id":"bob","payload":` + strings.Repeat("[", 65) + strings.Repeat("]", 65) + `}`,
+		`{"dest_id":"bob","payload":"` + strings.Repeat("[", 65) + `"}`, `{"type":"sync","session_id":"s","limit":"x"}`,
+		`{"type":"sync","session_id":"s","after_seq":18446744073709551615}`,
 	} {
 		f.Add([]byte(s))
 	}
 	known := map[allspark.Code]bool{allspark.CodeBadFrame: true, allspark.CodeBadID: true, allspark.CodeUnknownType: true}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := decodeFrame(b)
+		fr, err := decodeFrame(b, allspark.DefaultMaxJSONDepth)
 		if err != nil {
-			if !known[err.Code] || err.Message == "" {
+			if !known[err.Code] || err.Message == "" || strings.Contains(err.Message, "Go ") {
 				t.Fatalf("error %v for %q", err, b)
 			}
 			return
+		}
+		if allspark.CheckDepth(b, allspark.DefaultMaxJSONDepth) != nil {
+			t.Fatalf("accepted a frame nested past the limit: %q", b)
 		}
 		var fields map[string]json.RawMessage
 		if json.Unmarshal(b, &fields) == nil {

@@ -255,7 +255,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	bm, perr := bus.ParseBackendMessage(body, s.cfg.MaxFrameBytes)
+	bm, perr := bus.ParseBackendMessage(body, s.cfg.MaxFrameBytes, s.cfg.maxJSONDepth())
 	if perr != nil {
 		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
 		return

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -19,7 +20,8 @@ type pushTokenRequest struct {
 	Token    string        `json:"token"`
 }
 
-// handleAddPushToken registers a device token for the calling node.
+// handleAddPushToken registers a device token for the calling node. A
+// token another client registered is refused 409 (see push.Register).
 func (s *Server) handleAddPushToken(w http.ResponseWriter, r *http.Request) {
 	id, ok := s.authenticate(w, r)
 	if !ok {
@@ -38,7 +40,12 @@ func (s *Server) handleAddPushToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, err.Error())
 		return
 	}
-	if err := s.pushTokens.Add(r.Context(), id.NodeID, req.Platform, req.Token); err != nil {
+	err := s.pushTokens.Register(r.Context(), id.ClientID, id.NodeID, req.Platform, req.Token)
+	if errors.Is(err, push.ErrTokenTaken) {
+		writeError(w, http.StatusConflict, allspark.CodeConflict, "this token is registered by another client; it must be removed there first")
+		return
+	}
+	if err != nil {
 		s.log.Error("add push token", "node", id.NodeID, "err", err)
 		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "cannot store the token")
 		return

@@ -19,10 +19,12 @@ func (s *Server) sessionRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /v1/sessions/{id}/unjoin", s.handleUnjoin)
 	m.HandleFunc("GET /v1/sessions/{id}", s.handleGetSession)
 	// AllSparkRT names; the session id comes from the query or the body.
+	// They change state, so they take POST only: a GET (a link, a prefetch,
+	// an <img>) must not create or join a session. Other methods answer 405.
 	for _, prefix := range []string{"/", "/v1/"} {
-		m.HandleFunc(prefix+"create_session", s.handleCreateSession)
-		m.HandleFunc(prefix+"join_session", s.handleJoin)
-		m.HandleFunc(prefix+"unjoin_session", s.handleUnjoin)
+		m.HandleFunc("POST "+prefix+"create_session", s.handleCreateSession)
+		m.HandleFunc("POST "+prefix+"join_session", s.handleJoin)
+		m.HandleFunc("POST "+prefix+"unjoin_session", s.handleUnjoin)
 	}
 }
 
@@ -51,7 +53,7 @@ func (s *Server) sessionCall(w http.ResponseWriter, r *http.Request, creating bo
 	}
 	if len(body) > 0 {
 		if err := json.Unmarshal(body, &req); err != nil {
-			writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, "body must be a JSON object: "+err.Error())
+			writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, "body must be a JSON object: "+allspark.DescribeJSONError(err))
 			return id, req, false
 		}
 	}
@@ -125,7 +127,9 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.nudgeMembership(r.Context(), id.NodeID)
-	if joined { // a repeated join changed nothing: the session already saw this member arrive
+	// A repeated join changed nothing: the session already saw this member
+	// arrive. An anonymous member has no presence (see presence.go).
+	if joined && !anonymous(id.NodeID, member) {
 		s.announceJoin(req.SessionID, id.NodeID, member)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"session_id": req.SessionID, "member_id": member})
@@ -153,9 +157,12 @@ func (s *Server) handleUnjoin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{})
 }
 
+// sessionMember is one member in GET /v1/sessions/{id}. Online is absent
+// for an anonymous member: polling it next to a named member would link
+// the two as presence frames would (see presence.go).
 type sessionMember struct {
 	MemberID string `json:"member_id"`
-	Online   bool   `json:"online"`
+	Online   *bool  `json:"online,omitempty"`
 }
 
 type sessionView struct {
@@ -180,15 +187,22 @@ func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	nodes := make([]string, 0, len(sess.Members))
-	for n := range sess.Members {
-		nodes = append(nodes, n)
+	for n, m := range sess.Members {
+		if !anonymous(n, m.MemberID) {
+			nodes = append(nodes, n)
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), presenceTimeout)
 	held, _ := bus.QueryPresence(ctx, s.nc, s.subj, nodes, len(s.registry.Live()))
 	cancel()
 	view := sessionView{SessionID: sess.ID, Members: make([]sessionMember, 0, len(nodes))}
 	for n, m := range sess.Members {
-		view.Members = append(view.Members, sessionMember{MemberID: m.MemberID, Online: len(held[n]) > 0})
+		sm := sessionMember{MemberID: m.MemberID}
+		if !anonymous(n, m.MemberID) {
+			online := len(held[n]) > 0
+			sm.Online = &online
+		}
+		view.Members = append(view.Members, sm)
 	}
 	sort.Slice(view.Members, func(i, j int) bool { return view.Members[i].MemberID < view.Members[j].MemberID })
 	ctx, cancel = context.WithTimeout(r.Context(), 2*time.Second)

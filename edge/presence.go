@@ -13,6 +13,13 @@ import (
 // of its sessions, its last one offline. Edges do not keep a presence
 // table; they ask each other (bus.QueryPresence) whether a node is held
 // elsewhere before announcing.
+//
+// Anonymous members have no presence at all. A node's connection changes
+// every session it is in at the same instant, so presence for an alias
+// would arrive back to back with the node's presence under its own name
+// (or its other aliases) elsewhere, and anyone in both sessions could link
+// them. Jitter would only blur that: over a few connects the events still
+// pair up. So no frame, and no "online" in GET, ever names an alias.
 
 type presenceFrame struct {
 	Type      string `json:"type"` // "presence"
@@ -45,10 +52,21 @@ func (s *Server) onlineElsewhere(ctx context.Context, node string) bool {
 	return false
 }
 
+// anonymous reports whether member, node's member id in a session, is an
+// alias.
+func anonymous(node, member string) bool { return member != node }
+
 // announcePresence tells node's sessions that it came online (its first
-// connection anywhere) or went offline (its last one).
+// connection anywhere) or went offline (its last one); sessions where it
+// is anonymous are not told.
 func (s *Server) announcePresence(node string, online bool, sessions map[string]string) {
-	if len(sessions) == 0 {
+	named := 0
+	for _, member := range sessions {
+		if !anonymous(node, member) {
+			named++
+		}
+	}
+	if named == 0 {
 		return
 	}
 	s.spawn(func() {
@@ -56,7 +74,9 @@ func (s *Server) announcePresence(node string, online bool, sessions map[string]
 			return
 		}
 		for sid, member := range sessions {
-			s.publishPresence(sid, node, member, online)
+			if !anonymous(node, member) {
+				s.publishPresence(sid, node, member, online)
+			}
 		}
 	})
 }

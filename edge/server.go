@@ -136,7 +136,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.presSub, err = bus.ServePresence(s.nc, s.subj, s.cfg.ID, s.hub.holds); err != nil {
 		return err
 	}
-	if s.sendSub, err = s.router.ServeSend(s.cfg.MaxFrameBytes); err != nil {
+	if s.sendSub, err = s.router.ServeSend(s.cfg.MaxFrameBytes, s.cfg.maxJSONDepth()); err != nil {
 		return err
 	}
 	for i := range dispatchers {

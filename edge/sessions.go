@@ -103,36 +103,88 @@ type sessionSyncDone struct {
 
 const (
 	defaultSyncLimit = 100
-	maxSyncLimit     = 1000
+	// syncPageMsgs bounds one history page; SendQueueBytes/2 bounds its
+	// bytes. A page is all a sync holds in memory besides the send queue.
+	syncPageMsgs = 64
+	// syncReadTimeout bounds one page read.
+	syncReadTimeout = 5 * time.Second
 )
 
 // syncSession answers {"type":"sync"} with the session's messages after
-// after_seq, then sync_done with the session's last seq.
+// after_seq, then sync_done with the session's last seq. One sync runs per
+// connection: another one meanwhile is answered error busy, so a client
+// cannot make the edge load the same history many times over. The sync
+// streams page by page at the client's pace (sendPaced): the edge holds
+// one page and half a send queue, whatever the limit.
 func (c *conn) syncSession(f frame) {
+	c.mu.Lock()
+	if c.sessSync {
+		c.mu.Unlock()
+		c.send(encodeError(f.id, allspark.Errorf(allspark.CodeBusy, "a sync is already running on this connection; send the next after its sync_done")))
+		return
+	}
+	c.sessSync = true
+	c.mu.Unlock()
 	c.s.spawn(func() {
-		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-		defer cancel()
-		if _, perr := c.memberOf(ctx, f.sessionID); perr != nil {
-			c.send(encodeError(f.id, perr))
-			return
-		}
-		limit := f.limit
-		if limit == 0 {
-			limit = defaultSyncLimit
-		}
-		frames, last, err := c.s.history.Range(ctx, f.sessionID, f.afterSeq, min(limit, maxSyncLimit))
+		defer func() {
+			c.mu.Lock()
+			c.sessSync = false
+			c.mu.Unlock()
+		}()
+		c.streamSync(f)
+	})
+}
+
+// streamSync runs one sync (see syncSession).
+func (c *conn) streamSync(f frame) {
+	ctx, cancel := context.WithTimeout(c.ctx, syncReadTimeout)
+	_, perr := c.memberOf(ctx, f.sessionID)
+	cancel()
+	if perr != nil {
+		c.send(encodeError(f.id, perr))
+		return
+	}
+	left := f.limit
+	if left == 0 {
+		left = defaultSyncLimit
+	}
+	left = min(left, c.s.cfg.syncMaxLimit())
+	after := f.afterSeq
+	for left > 0 {
+		ctx, cancel := context.WithTimeout(c.ctx, syncReadTimeout)
+		page, end, err := c.s.history.Range(ctx, f.sessionID, after, min(left, syncPageMsgs), c.s.cfg.SendQueueBytes/2)
+		cancel()
 		if err != nil {
-			c.s.log.Warn("read session history", "session", f.sessionID, "err", err)
-			c.send(encodeError(f.id, allspark.Errorf(allspark.CodeUnavailable, "cannot read session history")))
+			c.syncFailed(f, err)
 			return
 		}
-		for _, b := range frames {
-			if !c.sendPaced(b) {
+		for _, m := range page {
+			if !c.sendPaced(m.Frame) {
 				return
 			}
+			after = m.Seq
 		}
-		c.send(mustJSON(sessionSyncDone{Type: "sync_done", SessionID: f.sessionID, LastSeq: last}))
-	})
+		left -= len(page)
+		if end {
+			break
+		}
+	}
+	ctx, cancel = context.WithTimeout(c.ctx, syncReadTimeout)
+	last, err := c.s.history.LastSeq(ctx, f.sessionID)
+	cancel()
+	if err != nil {
+		c.syncFailed(f, err)
+		return
+	}
+	c.send(mustJSON(sessionSyncDone{Type: "sync_done", SessionID: f.sessionID, LastSeq: last}))
+}
+
+func (c *conn) syncFailed(f frame, err error) {
+	if c.ctx.Err() != nil {
+		return // the connection ended; nobody to tell
+	}
+	c.s.log.Warn("read session history", "session", f.sessionID, "err", err)
+	c.send(encodeError(f.id, allspark.Errorf(allspark.CodeUnavailable, "cannot read session history")))
 }
 
 // cursorWrite is a session read-cursor write in flight for one

@@ -21,6 +21,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.refuseWS(w, r, refused)
 		return
 	}
+	if refuseNonUpgrade(w, r) { // before any work: see upgradeProblem
+		return
+	}
 	if !s.started.Load() || s.draining.Load() || s.nc.Status() != nats.CONNECTED {
 		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "edge is not accepting connections")
 		return
@@ -50,7 +53,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	socket, err := s.upgrade(w, r)
 	if err != nil {
-		c.teardown() // gws has answered the handshake error
+		// gws has answered the handshake error. The node never came online
+		// here, so its teardown must not announce it offline.
+		c.setSessions(nil)
+		c.teardown()
 		return
 	}
 	socket.Session().Store(sessionKey, c)
