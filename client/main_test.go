@@ -68,6 +68,10 @@ func (r *recorder) waitMessages(t *testing.T, n int) []*client.Message {
 func (r *recorder) countState(s client.State) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.countStateLocked(s)
+}
+
+func (r *recorder) countStateLocked(s client.State) int {
 	n := 0
 	for _, st := range r.states {
 		if st.State == s {
