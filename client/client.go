@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -327,9 +328,12 @@ func (c *Client) Send(ctx context.Context, m Outgoing) (Outcome, error) {
 	}
 	ch := make(chan result, 1)
 	w.mu.Lock()
-	if w.pending == nil {
+	for w.pending == nil { // that connection just ended: nothing was written, wait for the next
 		w.mu.Unlock()
-		return Outcome{}, ErrAnswerLost
+		if w, err = c.connection(ctx); err != nil {
+			return Outcome{}, err
+		}
+		w.mu.Lock()
 	}
 	if _, dup := w.pending[m.ID]; dup {
 		w.mu.Unlock()
@@ -372,7 +376,13 @@ func (c *Client) connection(ctx context.Context) (*wsConn, error) {
 		w, up := c.cur, c.up
 		c.mu.Unlock()
 		if w != nil {
-			return w, nil
+			select {
+			case <-w.done: // ended; serve is about to clear it
+				runtime.Gosched()
+				continue
+			default:
+				return w, nil
+			}
 		}
 		select {
 		case <-up:

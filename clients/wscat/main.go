@@ -108,6 +108,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	stderr = &lockedWriter{w: stderr}
 	cfg := client.Config{URL: o.url, AuthKey: o.key, Direct: o.direct,
 		OnState: func(s client.StateChange) {
+			if !o.listen && s.Err == nil {
+				return // sending: only trouble is worth a line
+			}
 			if s.Err != nil {
 				fmt.Fprintf(stderr, "wscat: %s: %v\n", s.State, s.Err)
 			} else {
