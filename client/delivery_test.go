@@ -293,3 +293,25 @@ func TestDrainReconnects(t *testing.T) {
 		t.Fatalf("payload %s", m.Payload)
 	}
 }
+
+// The smallest queues and dedup memory still deliver everything once:
+// a full event queue stops the reader instead of dropping.
+func TestTinyQueues(t *testing.T) {
+	c := edgetest.New(t)
+	e := c.Edge("edge-a")
+	alice := dial(t, c, "alice", []*edgetest.Edge{e}, nil, func(cfg *client.Config) { cfg.SendQueue = 1 })
+	const n = 50
+	for i := range n {
+		send(t, alice, client.Outgoing{DestID: "bob", Payload: i})
+	}
+	bob := newRecorder()
+	dial(t, c, "bob", []*edgetest.Edge{e}, bob, func(cfg *client.Config) {
+		cfg.EventQueue, cfg.SendQueue, cfg.DedupSize = 1, 1, 2
+	})
+	got := bob.waitMessages(t, n)
+	for i, m := range got {
+		if string(m.Payload) != fmt.Sprint(i) {
+			t.Fatalf("message %d has payload %s", i, m.Payload)
+		}
+	}
+}

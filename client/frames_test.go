@@ -2,6 +2,7 @@ package client
 
 import (
 	"testing"
+	"time"
 )
 
 // FuzzDecodeFrame: any bytes decode to a frame or an error, never a panic,
@@ -44,5 +45,28 @@ func TestDedupBounded(t *testing.T) {
 	}
 	if isNew, _ := d.add("a"); !isNew {
 		t.Fatal("a should have been forgotten")
+	}
+}
+
+func TestBackoffJitteredExponential(t *testing.T) {
+	c, err := New(Config{URL: "http://127.0.0.1:1", AuthKey: "k", MinBackoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, want := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, 1600 * time.Millisecond, 2 * time.Second, 2 * time.Second} {
+		seen := map[time.Duration]bool{}
+		for range 50 {
+			d := c.backoff(n)
+			if d < want/2 || d > want {
+				t.Fatalf("attempt %d: delay %s outside [%s, %s]", n, d, want/2, want)
+			}
+			seen[d] = true
+		}
+		if len(seen) < 2 {
+			t.Fatalf("attempt %d: no jitter (%v)", n, seen)
+		}
+	}
+	if d := c.backoff(1000); d > 2*time.Second || d < time.Second {
+		t.Fatalf("attempt 1000: %s, want capped at 2s", d)
 	}
 }
