@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -57,6 +58,19 @@ func TestMalformedFramesAreErrors(t *testing.T) {
 		`{"type":"sent","status":"maybe"}`, `{"type":"presence"}`, `{"type":"error"}`,
 		`{"payload":"no id","dest_id":"bob"}`, `{"type":"reconnect","after_ms":-5}`, "bin:\x00\x01", `""`, `null`,
 		`{"msg_id":7,"dest_id":"bob"}`,
+	}
+	// And random bytes, which must never reach the handler or end the
+	// connection. The first byte is never '{' so none is a valid frame.
+	rng := rand.New(rand.NewChaCha8([32]byte{7}))
+	for range 200 {
+		b := make([]byte, 1+rng.IntN(300))
+		for i := range b {
+			b[i] = byte(rng.UintN(256))
+		}
+		if b[0] == '{' || b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r' {
+			b[0] = 'x'
+		}
+		garbage = append(garbage, string(b))
 	}
 	script := append([]string{`{"type":"sync_done","pending":0}`}, garbage...)
 	script = append(script, `{"msg_id":"m1","src_id":"alice","dest_id":"bob","payload":"ok"}`)
