@@ -117,3 +117,36 @@ func TestPushTokens(t *testing.T) {
 		t.Fatalf("unknown platform: %v, want HTTP 400 bad_request", err)
 	}
 }
+
+// Presence: a member's join while connected and its disconnection reach
+// the other members as events.
+func TestPresenceOnlineOffline(t *testing.T) {
+	c := edgetest.New(t)
+	e := c.Edge("edge-a")
+	alice := newRecorder()
+	aliceCl := dial(t, c, "alice", []*edgetest.Edge{e}, alice)
+	sid, err := aliceCl.CreateSession(t.Context(), "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobCl := dial(t, c, "bob", []*edgetest.Edge{e}, nil)
+	if _, err := bobCl.JoinSession(t.Context(), sid, false); err != nil {
+		t.Fatal(err)
+	}
+	want := func(online bool) {
+		t.Helper()
+		testutil.Eventually(t, 10*time.Second, func() error {
+			alice.mu.Lock()
+			defer alice.mu.Unlock()
+			for _, p := range alice.presence {
+				if p == (client.Presence{SessionID: sid, MemberID: "bob", Online: online}) {
+					return nil
+				}
+			}
+			return fmt.Errorf("presence events %v, want bob online=%v", alice.presence, online)
+		})
+	}
+	want(true)
+	bobCl.Close()
+	want(false)
+}
