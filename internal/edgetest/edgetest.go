@@ -1,0 +1,109 @@
+// Package edgetest starts real edges in-process for tests outside package
+// edge: an embedded NATS server with JetStream in a temp dir, and edges
+// served by httptest on loopback. Tests of package edge keep their own
+// harness; this one is for clients of the edge (the Go client, wscat).
+package edgetest
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/allspark-rt/allspark/auth"
+	"github.com/allspark-rt/allspark/edge"
+	"github.com/allspark-rt/allspark/internal/testutil"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Secret signs every auth_key a Cluster mints.
+const Secret = "edgetest-secret-0123456789"
+
+// Cluster is one NATS server and the edges a test starts on it.
+type Cluster struct {
+	t    testing.TB
+	NS   *server.Server
+	Keys *auth.Keys
+}
+
+// New starts a NATS server for the test.
+func New(t testing.TB) *Cluster {
+	t.Helper()
+	keys, err := auth.NewKeys(Secret, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Cluster{t: t, NS: testutil.RunNATS(t), Keys: keys}
+}
+
+// Edge is one running edge.
+type Edge struct {
+	Srv  *edge.Server
+	HTTP *httptest.Server
+	NC   *nats.Conn
+	Cfg  edge.Config
+}
+
+// Config is the edge configuration tests start from: small, fast timeouts.
+func Config(id, publicURL string) edge.Config {
+	return edge.Config{
+		ID: id, PublicURL: publicURL, SubjectPrefix: "allspark", APIKey: "test-api-key",
+		MaxFrameBytes: 65536, SendQueueBytes: 1 << 20, AckTimeout: 2 * time.Second,
+		ValidationTTL: time.Minute, Heartbeat: 200 * time.Millisecond, WriteTimeout: 5 * time.Second,
+		DrainTimeout: 5 * time.Second, StreamReplicas: 1, InboxTTL: time.Hour, InboxMaxPerNode: 10000,
+		HistoryTTL: time.Hour, HistoryMaxPerSession: 10000,
+	}
+}
+
+// Edge starts an edge on the cluster's NATS; mods adjust its config. It
+// is killed at the end of the test.
+func (c *Cluster) Edge(id string, mods ...func(*edge.Config)) *Edge {
+	t := c.t
+	t.Helper()
+	hs := httptest.NewUnstartedServer(nil)
+	cfg := Config(id, "http://"+hs.Listener.Addr().String())
+	for _, m := range mods {
+		m(&cfg)
+	}
+	nc, err := nats.Connect(c.NS.ClientURL(), nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := edge.New(cfg, edge.Deps{NATS: nc, Keys: c.Keys, Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hs.Config.Handler = srv.Handler()
+	hs.Start()
+	e := &Edge{Srv: srv, HTTP: hs, NC: nc, Cfg: cfg}
+	t.Cleanup(e.Kill)
+	return e
+}
+
+// URL is the edge's base HTTP URL.
+func (e *Edge) URL() string { return e.HTTP.URL }
+
+// Kill stops the edge abruptly, as if its process died: connections are
+// cut without a close frame. Calling it again does nothing.
+func (e *Edge) Kill() {
+	e.HTTP.CloseClientConnections()
+	e.HTTP.Close()
+	e.Srv.Close()
+	e.NC.Close()
+}
+
+// AuthKey mints an auth_key for node (of client) valid for ttl.
+func (c *Cluster) AuthKey(node, client string, ttl time.Duration) string {
+	c.t.Helper()
+	k, err := c.Keys.MintAuthKey(auth.Identity{NodeID: node, ClientID: client}, ttl)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return k
+}
