@@ -192,6 +192,11 @@ func (c *Client) dispatch() {
 			if h := c.cfg.OnState; h != nil {
 				h(*e.state)
 			}
+			if e.state.State == Connected {
+				// Dial returns once the replayed messages queued before
+				// this event have been handed to OnMessage.
+				c.reportFirst(nil)
+			}
 		case e.err != nil:
 			if h := c.cfg.OnError; h != nil {
 				h(e.err)

@@ -185,8 +185,7 @@ func (c *Client) serve(w *wsConn) error {
 	}()
 	var err error
 	select {
-	case <-w.synced:
-		c.reportFirst(nil)
+	case <-w.synced: // the dispatcher reports the first connection, after the replay's messages
 		c.resumeSessions(w)
 	case <-w.done:
 		err = errors.New("connection ended before sync_done")

@@ -32,19 +32,32 @@ func TestSessionsAndResume(t *testing.T) {
 	if err != nil || len(member) < 5 || member[:5] != "anon-" {
 		t.Fatalf("anonymous join: %q %v", member, err)
 	}
-	// Presence: alice sees bob's alias come online.
+	// Presence: alice sees carol, a named member, come online. (Anonymous
+	// members such as bob have no presence: see docs/PROTOCOL.md.)
+	carolCl := dial(t, c, "carol", []*edgetest.Edge{b}, nil)
+	if m, err := carolCl.JoinSession(t.Context(), sid, false); err != nil || m != "carol" {
+		t.Fatalf("join: %q %v", m, err)
+	}
+	carolCl.Close()
 	testutil.Eventually(t, 10*time.Second, func() error {
 		aliceRec.mu.Lock()
 		defer aliceRec.mu.Unlock()
 		for _, p := range aliceRec.presence {
-			if p.SessionID == sid && p.MemberID == member && p.Online {
+			if p.SessionID == sid && p.MemberID == "carol" && !p.Online {
 				return nil
 			}
 		}
-		return fmt.Errorf("alice saw presence %v, want %s online", aliceRec.presence, member)
+		return fmt.Errorf("alice saw presence %v, want carol offline", aliceRec.presence)
 	})
+	aliceRec.mu.Lock()
+	for _, p := range aliceRec.presence {
+		if p.MemberID == member {
+			t.Errorf("presence for the anonymous member %s: %+v", member, p)
+		}
+	}
+	aliceRec.mu.Unlock()
 	info, err := alice.Session(t.Context(), sid)
-	if err != nil || len(info.Members) != 2 {
+	if err != nil || len(info.Members) != 3 {
 		t.Fatalf("members: %+v %v", info, err)
 	}
 

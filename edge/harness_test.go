@@ -11,6 +11,7 @@ import (
 
 	"github.com/allspark-rt/allspark/auth"
 	"github.com/allspark-rt/allspark/edge"
+	"github.com/allspark-rt/allspark/internal/edgetest"
 	"github.com/allspark-rt/allspark/internal/testutil"
 	"github.com/allspark-rt/allspark/internal/wstest"
 	"github.com/nats-io/nats-server/v2/server"
@@ -57,15 +58,7 @@ type testEdge struct {
 	cfg  edge.Config
 }
 
-func testConfig(id, publicURL string) edge.Config {
-	return edge.Config{
-		ID: id, PublicURL: publicURL, SubjectPrefix: "allspark", APIKey: "test-api-key",
-		MaxFrameBytes: 65536, SendQueueBytes: 1 << 20, AckTimeout: 2 * time.Second,
-		ValidationTTL: time.Minute, Heartbeat: 200 * time.Millisecond, WriteTimeout: 5 * time.Second,
-		DrainTimeout: 5 * time.Second, PingInterval: 25 * time.Second, InboxReadGrace: 10 * time.Second, StreamReplicas: 1, InboxTTL: time.Hour, InboxMaxPerNode: 10000, HistoryTTL: time.Hour, HistoryMaxPerSession: 10000,
-		StoreTimeout: 10 * time.Second, StoreAttemptTimeout: 2 * time.Second, StoreQueue: 1 << 14, StoreQueueBytes: 64 << 20, BackendQueue: 1024,
-	}
-}
+func testConfig(id, publicURL string) edge.Config { return edgetest.Config(id, publicURL) }
 
 // edge starts an edge on the cluster's NATS; mods adjust its config.
 func (c *cluster) edge(id string, mods ...func(*edge.Config)) *testEdge {

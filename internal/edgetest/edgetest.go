@@ -6,12 +6,14 @@ package edgetest
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/allspark-rt/allspark/auth"
 	"github.com/allspark-rt/allspark/edge"
+	"github.com/allspark-rt/allspark/internal/envconfig"
 	"github.com/allspark-rt/allspark/internal/testutil"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -45,15 +47,18 @@ type Edge struct {
 	Cfg  edge.Config
 }
 
-// Config is the edge configuration tests start from: small, fast timeouts.
+// Config is the edge configuration tests start from: every documented
+// default (so a limit added to edge.Config is in force in tests too), with
+// small, fast timeouts where tests need them.
 func Config(id, publicURL string) edge.Config {
-	return edge.Config{
-		ID: id, PublicURL: publicURL, SubjectPrefix: "allspark", APIKey: "test-api-key",
-		MaxFrameBytes: 65536, SendQueueBytes: 1 << 20, AckTimeout: 2 * time.Second,
-		ValidationTTL: time.Minute, Heartbeat: 200 * time.Millisecond, WriteTimeout: 5 * time.Second,
-		DrainTimeout: 5 * time.Second, StreamReplicas: 1, InboxTTL: time.Hour, InboxMaxPerNode: 10000,
-		HistoryTTL: time.Hour, HistoryMaxPerSession: 10000,
+	var cfg edge.Config
+	if err := envconfig.Load(&cfg, func(string) string { return "" }); err != nil {
+		panic(fmt.Sprintf("edge.Config defaults do not parse: %v", err)) // a bug in the struct tags
 	}
+	cfg.ID, cfg.PublicURL, cfg.APIKey = id, publicURL, "test-api-key"
+	cfg.ValidationTTL, cfg.Heartbeat, cfg.WriteTimeout = time.Minute, 200*time.Millisecond, 5*time.Second
+	cfg.DrainTimeout, cfg.InboxTTL, cfg.HistoryTTL = 5*time.Second, time.Hour, time.Hour
+	return cfg
 }
 
 // Edge starts an edge on the cluster's NATS; mods adjust its config. It
