@@ -20,6 +20,13 @@ type OutcomeOrder struct {
 	started int       // guarded by mu: q[:started] have had their stores started
 }
 
+// Pending is how many of the sender's messages are not answered yet.
+func (o *OutcomeOrder) Pending() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.q)
+}
+
 // fanout is one message on its way: its per-target results, then its
 // stores, then its answer.
 type fanout struct {

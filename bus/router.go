@@ -147,15 +147,7 @@ func (r *Router) NewMsgID() string { return ulid.Make().String() }
 // members) bounded by ctx; call it from the sender's own goroutine, never
 // from a NATS callback.
 func (r *Router) Send(ctx context.Context, m *allspark.Message, corrID string, order *OutcomeOrder, done func(allspark.Sent)) {
-	if m.MsgID == "" {
-		m.MsgID = r.NewMsgID()
-	}
-	m.TS = r.now().UnixMilli()
-	if hook := r.hooks.OnOutcome; hook != nil {
-		answer := done
-		done = func(s allspark.Sent) { hook(s); answer(s) }
-	}
-	f := &fanout{r: r, m: m, corrID: corrID, done: done, order: order}
+	f := r.newFanout(m, corrID, order, done)
 	if m.DestSessionID != "" && m.MemberID == "" {
 		r.sendSession(f)
 		return
@@ -175,6 +167,27 @@ func (r *Router) Send(ctx context.Context, m *allspark.Message, corrID string, o
 	for _, node := range targets {
 		r.deliver(f, node)
 	}
+}
+
+// Reject answers m rejected with e without routing it, in its turn among
+// the sender's answers: a check the caller makes before routing (session
+// membership, a draining edge) must not overtake the answers to the
+// sender's older messages.
+func (r *Router) Reject(m *allspark.Message, corrID string, order *OutcomeOrder, e *allspark.Error, done func(allspark.Sent)) {
+	r.newFanout(m, corrID, order, done).rejectNow(e)
+}
+
+// newFanout stamps m (msg_id if none, ts) and starts its way to an answer.
+func (r *Router) newFanout(m *allspark.Message, corrID string, order *OutcomeOrder, done func(allspark.Sent)) *fanout {
+	if m.MsgID == "" {
+		m.MsgID = r.NewMsgID()
+	}
+	m.TS = r.now().UnixMilli()
+	if hook := r.hooks.OnOutcome; hook != nil {
+		answer := done
+		done = func(s allspark.Sent) { hook(s); answer(s) }
+	}
+	return &fanout{r: r, m: m, corrID: corrID, done: done, order: order}
 }
 
 // targets resolves m's destination to nodes: its dest_id, its client's

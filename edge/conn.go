@@ -63,6 +63,10 @@ type conn struct {
 	sessions map[string]string       // guarded by mu: session id -> this node's member id there
 	cursors  map[string]*cursorWrite // guarded by mu: session id -> the read-cursor write in flight; see ackSession
 	sessSync bool                    // guarded by mu: a session sync is running; see syncSession
+
+	// draining: the reconnect frame is queued; only answers to the client's
+	// earlier frames may follow it (see drain.go). Guarded by mu.
+	draining bool
 }
 
 // closeRequest is a close the writer will carry out once it has flushed
@@ -306,7 +310,7 @@ func (c *conn) beginCloseHandshake(ws *gws.Conn, req closeRequest) {
 // connection closed with 4009.
 func (c *conn) deliver(frame []byte, msgID, reply string) bool {
 	c.mu.Lock()
-	if c.tornDown || c.closing.code != 0 || !c.roomLocked(len(frame)) {
+	if c.tornDown || c.closing.code != 0 || c.draining || !c.roomLocked(len(frame)) {
 		c.mu.Unlock()
 		return false
 	}
@@ -460,11 +464,14 @@ func (c *conn) handle(op gws.Opcode, data []byte) {
 		c.syncSession(f)
 	case kindMessage:
 		m := f.msg
+		if c.refuseWhileDraining(f.id, m) {
+			return
+		}
 		if m.DestSessionID != "" {
 			c.sendToSession(f.id, m)
 			return
 		}
 		m.SrcID, m.SrcClientID, m.SrcNode = c.id.NodeID, c.id.ClientID, c.id.NodeID
-		c.s.router.Send(c.ctx, m, f.id, &c.order, func(s allspark.Sent) { c.send(mustJSON(s)) })
+		c.s.router.Send(c.ctx, m, f.id, &c.order, c.answer)
 	}
 }

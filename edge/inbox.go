@@ -183,7 +183,7 @@ func (c *conn) readInbox(from uint64) (bus.InboxMsg, error) {
 func (c *conn) sendPaced(b []byte) bool {
 	for {
 		c.mu.Lock()
-		if c.tornDown || c.closing.code != 0 {
+		if c.tornDown || c.closing.code != 0 || c.draining {
 			c.mu.Unlock()
 			return false
 		}

@@ -341,8 +341,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	cancel()
 	s.announceMu.Unlock()
+	if s.sendSub != nil {
+		// Backends' requests go to the other edges of the queue group now.
+		_ = s.sendSub.Unsubscribe()
+	}
+	conns := s.hub.all()
+	for _, c := range conns {
+		c.beginDrain(s.reconnectFrame)
+	}
+	s.awaitAnswers(ctx, conns)
+	cutErr := s.cutStores(ctx)
 	for _, c := range s.hub.all() {
-		c.closeAfterFrame(s.reconnectFrame, allspark.CloseGoingAway, "edge shutting down")
+		c.requestClose(allspark.CloseGoingAway, "edge shutting down")
 	}
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -351,12 +361,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			left := s.hub.count.Load()
 			_ = s.stopWithin(ctx, true)
-			return fmt.Errorf("drain: %d connections left: %w", left, ctx.Err())
+			return errors.Join(cutErr, fmt.Errorf("drain: %d connections left: %w", left, ctx.Err()))
 		case <-t.C:
 		}
 	}
 	if err := s.stopWithin(ctx, true); err != nil {
-		return fmt.Errorf("drain: work still pending: %w", err)
+		return errors.Join(cutErr, fmt.Errorf("drain: work still pending: %w", err))
+	}
+	if cutErr != nil {
+		return fmt.Errorf("drain: %w", cutErr)
 	}
 	return nil
 }

@@ -179,4 +179,19 @@ func TestShutdownBoundedWhileStoresHang(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Shutdown still running 20s after its 1s context ended")
 	}
+	// Every send was answered before the connection closed: the stores cut
+	// short are "unavailable" (the client resends; dedup keeps one copy).
+	answered := 0
+	for answered < n {
+		f := alice.Next(t, 10*time.Second)
+		if f.Type == "sent" {
+			if f.Status != "rejected" || f.Error == nil || f.Error.Code != "unavailable" {
+				t.Fatalf("answer %s, want rejected unavailable", f.Raw)
+			}
+			answered++
+		}
+	}
+	if code := alice.WaitClose(t, 10*time.Second); code != 1001 {
+		t.Fatalf("close code %d after the answers, want 1001", code)
+	}
 }
