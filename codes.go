@@ -1,11 +1,11 @@
 // Package allspark holds the domain types shared by every part of AllSpark:
 // the message that is routed, the outcome a sender is told, identifiers, and
-// the one catalog of error and close codes that PROTOCOL.md documents.
+// the one catalog of error and close codes that docs/PROTOCOL.md documents.
 package allspark
 
 // Code is a machine-readable error code. It appears in HTTP error bodies,
 // in "error" frames and in rejected "sent" answers. Every code here is listed
-// in PROTOCOL.md; adding one means documenting it there in the same change.
+// in docs/PROTOCOL.md; adding one means documenting it there in the same change.
 type Code string
 
 const (
@@ -47,7 +47,7 @@ const (
 	CloseNormal       = 1000
 	CloseGoingAway    = 1001 // edge shutting down, after a "reconnect" frame
 	CloseTooLarge     = 1009 // frame over ALLSPARK_MAX_FRAME_BYTES
-	CloseAuthExpired  = 4001 // auth_key or validation_token expired or revoked
+	CloseAuthExpired  = 4001 // auth_key expired, or a browser's upgrade credentials refused (the reason says which)
 	CloseRateLimited  = 4008 // rate limit exceeded repeatedly
 	CloseSlowConsumer = 4009 // the client did not drain its send queue
 	CloseTryAgain     = 1013 // the edge could not read the inbox; reconnect

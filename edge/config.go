@@ -47,6 +47,14 @@ type Config struct {
 	// messages can no longer be synced.
 	HistoryTTL           time.Duration `env:"HISTORY_TTL" envDefault:"720h"`
 	HistoryMaxPerSession int64         `env:"HISTORY_MAX_PER_SESSION" envDefault:"10000"`
+	// AllowedOrigins lists the web origins browsers may call this edge from
+	// (CORS, and the Origin check of the websocket upgrade):
+	// scheme://host[:port] entries, or "*". Empty: same origin only.
+	AllowedOrigins []string `env:"ALLOWED_ORIGINS"`
+	// DevTokens serves POST /v1/dev/token, which mints an auth_key for any
+	// node id without authentication. Development only: cmd/edge refuses it
+	// together with a configured ALLSPARK_AUTH_SECRET.
+	DevTokens bool `env:"DEV_TOKENS"`
 }
 
 // Validate reports the first invalid field by its environment name.
@@ -84,6 +92,9 @@ func (c Config) Validate() error {
 	}
 	if c.HistoryMaxPerSession < 1 {
 		bad("HISTORY_MAX_PER_SESSION", "must be positive, got %d", c.HistoryMaxPerSession)
+	}
+	if _, err := parseOrigins(c.AllowedOrigins); err != nil {
+		bad("ALLOWED_ORIGINS", "%v", err)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)

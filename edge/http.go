@@ -16,8 +16,11 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Handler serves every HTTP route of the edge.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler serves every HTTP route of the edge, behind the origin policy.
+func (s *Server) Handler() http.Handler {
+	p, _ := parseOrigins(s.cfg.AllowedOrigins) // validated by New
+	return withCORS(p, s.mux)
+}
 
 func (s *Server) routes() {
 	m := http.NewServeMux()
@@ -32,6 +35,7 @@ func (s *Server) routes() {
 	m.Handle("GET /metrics", s.m.handler())
 	s.sessionRoutes(m)
 	s.pushRoutes(m)
+	s.devRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, allspark.CodeNotFound, "no such endpoint")
 	})

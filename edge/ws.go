@@ -12,11 +12,13 @@ import (
 )
 
 // handleWS authenticates, upgrades, registers the connection and starts its
-// reader and writer. Credentials are checked before the upgrade so a bad
-// one gets a plain 401.
+// reader and writer. Credentials are checked before the upgrade: a bad one
+// gets a plain 401, or, for a browser (the request has an Origin, which
+// withCORS has allowed), an upgrade closed at once with 4001 and the reason.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	id, exp, ok := s.wsIdentity(w, r)
-	if !ok {
+	id, exp, refused := s.wsIdentity(r)
+	if refused != nil {
+		s.refuseWS(w, r, refused)
 		return
 	}
 	if !s.started.Load() || s.draining.Load() || s.nc.Status() != nats.CONNECTED {
@@ -90,34 +92,30 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, err
 // wsIdentity accepts an auth_key, a validation_token, or both naming the
 // same node. exp is the auth_key's expiry (zero when only a validation token
 // was given: that token admits a connection, it does not bound its life).
-func (s *Server) wsIdentity(w http.ResponseWriter, r *http.Request) (auth.Identity, time.Time, bool) {
+func (s *Server) wsIdentity(r *http.Request) (auth.Identity, time.Time, *wsRefusal) {
 	key, vt := authKeyOf(r), r.URL.Query().Get("validation_token")
-	fail := func(msg string) (auth.Identity, time.Time, bool) {
-		writeError(w, http.StatusUnauthorized, allspark.CodeUnauthorized, msg)
-		return auth.Identity{}, time.Time{}, false
-	}
 	if key == "" && vt == "" {
-		return fail("auth_key or validation_token required")
+		return auth.Identity{}, time.Time{}, &wsRefusal{"auth_key or validation_token required", "credentials missing"}
 	}
 	var id, vid auth.Identity
 	var exp time.Time
 	if key != "" {
 		var err error
 		if id, exp, err = s.keys.VerifyAuthKey(key); err != nil {
-			return fail(authMessage("auth_key", err))
+			return auth.Identity{}, time.Time{}, &wsRefusal{authMessage("auth_key", err), authMessage("auth_key", err)}
 		}
 	}
 	if vt != "" {
 		var err error
 		if vid, _, err = s.keys.VerifyValidationToken(vt); err != nil {
-			return fail(authMessage("validation_token", err))
+			return auth.Identity{}, time.Time{}, &wsRefusal{authMessage("validation_token", err), authMessage("validation token", err)}
 		}
 		if key != "" && vid != id {
-			return fail("auth_key and validation_token name different nodes")
+			return auth.Identity{}, time.Time{}, &wsRefusal{"auth_key and validation_token name different nodes", "validation token invalid"}
 		}
 		id = vid
 	}
-	return id, exp, true
+	return id, exp, nil
 }
 
 const sessionKey = "c"

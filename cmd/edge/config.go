@@ -33,9 +33,17 @@ type config struct {
 	// PprofListen, when set, serves net/http/pprof on its own listener
 	// (keep it on loopback or a private network).
 	PprofListen string `env:"PPROF_LISTEN"`
+
+	// devDefaults lists the development defaults loadConfig applied, for
+	// the startup warning; empty outside dev mode.
+	devDefaults []string
 }
 
 func (c config) embedded() bool { return c.NATSURL == "" }
+
+// devMode is the all-in-one edge with a generated secret: no
+// ALLSPARK_AUTH_SECRET and an embedded NATS.
+func (c config) devMode() bool { return c.AuthSecret == "" && c.embedded() }
 
 // loadConfig reads ALLSPARK_* through getenv. Errors name the variable.
 func loadConfig(getenv func(string) string) (config, error) {
@@ -57,6 +65,23 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return cfg, fmt.Errorf("ALLSPARK_LISTEN: %w", err)
+	}
+	if cfg.DevTokens && cfg.AuthSecret != "" {
+		// Dev tokens hand an auth_key to anyone who asks; with a real secret
+		// that would let any caller act as any user.
+		return cfg, errors.New("ALLSPARK_DEV_TOKENS: refused with a configured ALLSPARK_AUTH_SECRET; dev tokens exist only for the all-in-one dev mode with a generated secret")
+	}
+	if cfg.devMode() {
+		// The demo page and local experiments work out of the box; the
+		// startup warning lists what was turned on.
+		if getenv(envPrefix+"ALLOWED_ORIGINS") == "" {
+			cfg.AllowedOrigins = []string{"*"}
+			cfg.devDefaults = append(cfg.devDefaults, "ALLSPARK_ALLOWED_ORIGINS=* (pages on any origin may connect)")
+		}
+		if getenv(envPrefix+"DEV_TOKENS") == "" {
+			cfg.DevTokens = true
+			cfg.devDefaults = append(cfg.devDefaults, "ALLSPARK_DEV_TOKENS=true (POST /v1/dev/token mints an auth_key for any node id, unauthenticated)")
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, err

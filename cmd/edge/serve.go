@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/allspark-rt/allspark/auth"
@@ -41,6 +42,10 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	secret, err := authSecret(cfg, log)
 	if err != nil {
 		return err
+	}
+	if len(cfg.devDefaults) > 0 {
+		log.Warn("!!! development mode (no ALLSPARK_AUTH_SECRET): " + strings.Join(cfg.devDefaults, "; ") +
+			". Setting ALLSPARK_AUTH_SECRET turns these off. !!!")
 	}
 	keys, err := auth.NewKeys(secret, time.Now)
 	if err != nil {

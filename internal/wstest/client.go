@@ -75,9 +75,13 @@ func Dial(t testing.TB, url string) *Client {
 }
 
 // DialErr connects and returns the handshake response on failure.
-func DialErr(url string) (*Client, *http.Response, error) {
+func DialErr(url string) (*Client, *http.Response, error) { return DialHeader(url, nil) }
+
+// DialHeader is DialErr with extra handshake headers, such as the Origin a
+// browser sends.
+func DialHeader(url string, header http.Header) (*Client, *http.Response, error) {
 	c := newClient()
-	conn, resp, err := gws.NewClient(c, &gws.ClientOption{Addr: url, ReadMaxPayloadSize: 16 << 20, HandshakeTimeout: 5 * time.Second})
+	conn, resp, err := gws.NewClient(c, &gws.ClientOption{Addr: url, RequestHeader: header.Clone(), ReadMaxPayloadSize: 16 << 20, HandshakeTimeout: 5 * time.Second})
 	if err != nil {
 		return nil, resp, err
 	}
@@ -213,6 +217,17 @@ func (c *Client) WaitClose(t testing.TB, timeout time.Duration) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closeCode
+}
+
+// CloseReason is the reason of the server's close frame, once Closed.
+func (c *Client) CloseReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ce *gws.CloseError
+	if errors.As(c.closeErr, &ce) {
+		return string(ce.Reason)
+	}
+	return ""
 }
 
 // CloseCode is the close code the server sent, once Closed (0 if none).
