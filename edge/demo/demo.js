@@ -93,7 +93,7 @@ function start(authKey) {
   });
   client.on('synced', (s) => event(`inbox synced, ${s.pending} pending`));
   client.on('session_synced', (s) => event(`session ${s.sessionId} synced to seq ${s.lastSeq}`));
-  client.on('error', (e) => event(`error ${e.code}: ${e.message}`));
+  client.on('error', (e) => event(`error ${e.message}`));
   client.on('presence', (p) => {
     event(`presence ${p.memberId} ${p.online ? 'online' : 'offline'} in ${p.sessionId}`);
     renderPresence(p.sessionId);

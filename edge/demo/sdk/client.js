@@ -513,6 +513,10 @@ export class AllSparkClient extends Emitter {
             this.emitError(new AllSparkError('bad_frame', 'sent frame with an unknown status', { detail: f }));
             return;
         }
+        // The app knows what it sent: its own session message coming back in a
+        // sync is a duplicate.
+        if (f.status !== 'rejected' && typeof f.msg_id === 'string' && f.msg_id)
+            this.seen.add(f.msg_id);
         const p = typeof f.id === 'string' ? this.inflight.get(f.id) : undefined;
         if (p) {
             this.inflight.delete(p.id);
