@@ -7,6 +7,13 @@ import { connect, AllSparkError, Backoff, SeenSet, validId, outgoingFrame } from
 import { Edge, mintKey, waitFor, nextEvent } from './harness.mjs';
 
 const clients = [];
+after(() => {
+  for (const c of clients) c.close(); // a failed test must not leave a client reconnecting
+});
+function track(c) {
+  clients.push(c);
+  return c;
+}
 function open(edge, node, opts = {}) {
   const c = connect({ url: edge.url, authKey: mintKey(node, opts.keyOpts), backoff: { initialMs: 50, maxMs: 1000 }, ...opts });
   clients.push(c);
@@ -431,7 +438,7 @@ async function fakeEdge() {
 describe('against a fake edge', () => {
   test('malformed frames (random bytes) are error events; the connection and the handler loop go on', async () => {
     const fake = await fakeEdge();
-    const c = connect({ url: fake.url, authKey: 'k', backoff: { initialMs: 10 } });
+    const c = track(connect({ url: fake.url, authKey: 'k', backoff: { initialMs: 10 } }));
     const errors = [];
     const states = [];
     const got = [];
@@ -469,7 +476,7 @@ describe('against a fake edge', () => {
   test('reconnect frame then 1001: reconnect at once, without backoff', async () => {
     const fake = await fakeEdge();
     // A backoff this long would time the test out if it were used.
-    const c = connect({ url: fake.url, authKey: 'k', backoff: { initialMs: 600000, maxMs: 600000 } });
+    const c = track(connect({ url: fake.url, authKey: 'k', backoff: { initialMs: 600000, maxMs: 600000 } }));
     await nextEvent(c, 'synced');
     const re = nextEvent(c, 'state', (s) => s.state === 'reconnecting');
     fake.sockets[0].send(JSON.stringify({ type: 'reconnect', after_ms: 0 }));
@@ -490,7 +497,7 @@ describe('against a fake edge', () => {
 
   test('other closes back off with jitter; a send written before the close is rejected connection_lost; one made while down waits', async () => {
     const fake = await fakeEdge();
-    const c = connect({ url: fake.url, authKey: 'k', backoff: { initialMs: 50, maxMs: 50 } });
+    const c = track(connect({ url: fake.url, authKey: 'k', backoff: { initialMs: 50, maxMs: 50 } }));
     await nextEvent(c, 'synced');
     const p = c.send({ destId: 'x', payload: 1 });
     await waitFor('the frame at the server', () => fake.sockets[0].received.length === 1);
@@ -515,7 +522,7 @@ describe('against a fake edge', () => {
     const fake = await fakeEdge();
     let giveKey;
     const asked = new Promise((resolveAsked) => {
-      const c = connect({
+      const c = track(connect({
         url: fake.url,
         authKey: 'old-key',
         backoff: { initialMs: 1, maxMs: 1 },
@@ -523,7 +530,7 @@ describe('against a fake edge', () => {
           resolveAsked(c);
           return new Promise((r) => (giveKey = r));
         },
-      });
+      }));
       fake.client = c;
     });
     const c = fake.client;
