@@ -266,3 +266,33 @@ test('an origin in ALLSPARK_ALLOWED_ORIGINS connects with the SDK; another origi
   assert.equal(sdkDenied, 'error unavailable');
   await context.close();
 });
+
+test('the demo page gets a dev token for a picked node id in dev mode, and says how to get a key otherwise', { timeout: 120000 }, async () => {
+  const dev = await (await new Edge({ name: 'dev-edge', devMode: true }).init()).start();
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${dev.url}/demo/`);
+    await page.fill('#node', 'picked-node');
+    await page.fill('#client', 'picked-client');
+    await page.click('#login-btn');
+    await waitForState(page, 'connected');
+    assert.equal(await page.textContent('#me'), 'you are picked-node');
+    assert.equal(await page.evaluate(() => window.demo.client.clientId), 'picked-client');
+    // An invalid node id is refused before asking the edge.
+    const other = await context.newPage();
+    await other.goto(`${dev.url}/demo/`);
+    await other.click('#login-btn');
+    assert.match(await other.textContent('#login-error'), /node id/);
+    // An edge with a configured secret serves no dev tokens: the page says what to do.
+    await other.goto(`${edge.url}/demo/`);
+    await other.fill('#node', 'someone');
+    await other.click('#login-btn');
+    await other.waitForFunction(() => document.getElementById('login-error').textContent !== '');
+    assert.match(await other.textContent('#login-error'), /ALLSPARK_DEV_TOKENS/);
+  } finally {
+    await context.close();
+    await dev.stop();
+    dev.cleanup();
+  }
+});

@@ -52,7 +52,9 @@ export function freePort() {
  * start() again reuses the same ports and data dir.
  */
 export class Edge {
-  constructor({ env = {}, name = 'edge' } = {}) {
+  /** devMode: no ALLSPARK_AUTH_SECRET (the edge generates one: dev tokens on, any origin). */
+  constructor({ env = {}, name = 'edge', devMode = false } = {}) {
+    this.devMode = devMode;
     this.extraEnv = env;
     this.name = name;
     this.proc = null;
@@ -82,6 +84,7 @@ export class Edge {
       ALLSPARK_LOG_LEVEL: 'warn',
       ...this.extraEnv,
     };
+    if (this.devMode) delete env.ALLSPARK_AUTH_SECRET;
     const proc = spawn(bin, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     proc.stdout.pipe(this.log, { end: false });
     proc.stderr.pipe(this.log, { end: false });
