@@ -76,7 +76,7 @@ export class AllSparkClient extends Emitter<ClientEvents> {
   private acks: string[] = [];
   private sessionAcks = new Map<string, number>();
   private ackTimer: ReturnType<typeof setTimeout> | null = null;
-  /** msg_ids acked by the app in manual mode but whose handling is done. */
+  /** The last pre-connection info: who this node is and which edge it uses. */
   private info: ConnectInfo | null = null;
 
   constructor(opts: ConnectOptions) {
@@ -325,7 +325,7 @@ export class AllSparkClient extends Emitter<ClientEvents> {
       return;
     }
     if (gen !== this.gen) return;
-    let base = this.opts.wsUrl ?? (this.opts.useProxyUrl && info.edge.proxy_url ? info.edge.proxy_url : info.edge.ws_url);
+    const base = this.opts.wsUrl ?? (this.opts.useProxyUrl && info.edge.proxy_url ? info.edge.proxy_url : info.edge.ws_url);
     const url = base + (base.includes('?') ? '&' : '?') + 'validation_token=' + encodeURIComponent(info.validation_token);
     let ws: WebSocketLike;
     try {

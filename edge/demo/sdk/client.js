@@ -44,7 +44,7 @@ export class AllSparkClient extends Emitter {
     acks = [];
     sessionAcks = new Map();
     ackTimer = null;
-    /** msg_ids acked by the app in manual mode but whose handling is done. */
+    /** The last pre-connection info: who this node is and which edge it uses. */
     info = null;
     constructor(opts) {
         super();
@@ -288,7 +288,7 @@ export class AllSparkClient extends Emitter {
         }
         if (gen !== this.gen)
             return;
-        let base = this.opts.wsUrl ?? (this.opts.useProxyUrl && info.edge.proxy_url ? info.edge.proxy_url : info.edge.ws_url);
+        const base = this.opts.wsUrl ?? (this.opts.useProxyUrl && info.edge.proxy_url ? info.edge.proxy_url : info.edge.ws_url);
         const url = base + (base.includes('?') ? '&' : '?') + 'validation_token=' + encodeURIComponent(info.validation_token);
         let ws;
         try {
