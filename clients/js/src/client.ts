@@ -26,6 +26,10 @@ interface PendingSend {
   id: string;
   frame: string;
   written: boolean;
+  /** The session a session message goes to. */
+  session?: string;
+  /** Settles (never rejects) when the send does. */
+  done?: Promise<void>;
   resolve(o: SentOutcome): void;
   reject(e: AllSparkError): void;
 }
@@ -161,13 +165,18 @@ export class AllSparkClient extends Emitter<ClientEvents> {
     if (this._state === 'closed') return Promise.reject(new AllSparkError('closed', 'client closed'));
     const id = `${this.idPrefix}-${++this.nextId}`;
     frame.id = id;
-    return new Promise<SentOutcome>((resolve, reject) => {
-      const p: PendingSend = { id, frame: JSON.stringify(frame), written: false, resolve, reject };
-      this.inflight.set(id, p);
-      if (this.isOpen()) {
-        p.written = this.write(p.frame);
-      }
+    let p!: PendingSend;
+    const result = new Promise<SentOutcome>((resolve, reject) => {
+      p = { id, frame: JSON.stringify(frame), written: false, resolve, reject };
+      if (typeof frame.dest_session_id === 'string' && frame.member_id === undefined) p.session = frame.dest_session_id;
     });
+    p.done = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inflight.set(id, p);
+    if (this.isOpen()) p.written = this.write(p.frame);
+    return result;
   }
 
   /** Acknowledges a message (manual ack mode; the same as message.ack()). */
@@ -608,6 +617,12 @@ export class AllSparkClient extends Emitter<ClientEvents> {
     const broadcast = typeof f.dest_session_id === 'string' && f.member_id === undefined;
     const seq = typeof f.seq === 'number' ? f.seq : undefined;
     if (broadcast && seq !== undefined) this.sessions.saw(f.dest_session_id, seq);
+    if (broadcast && !this.seen.has(msgId) && this.fromSelf(f)) {
+      // Our own session message can come back in a sync before the `sent`
+      // answer that names its msg_id: wait for our sends to that session.
+      const waiting = [...this.inflight.values()].filter((p) => p.written && p.session === f.dest_session_id).map((p) => p.done);
+      if (waiting.length > 0) await Promise.all(waiting);
+    }
     if (this.seen.has(msgId)) {
       // Handled before (a replay after a lost ack): ack again, do not deliver.
       if (!broadcast) this.queueAck(msgId);
@@ -640,6 +655,11 @@ export class AllSparkClient extends Emitter<ClientEvents> {
     this.seen.add(msgId);
     if (!broadcast) this.queueAck(msgId);
     else if (seq !== undefined) this.queueSessionAck(f.dest_session_id, seq);
+  }
+
+  private fromSelf(f: Record<string, any>): boolean {
+    const me = this.sessions.memberId(f.dest_session_id) ?? this.info?.node_id;
+    return me !== undefined && f.src_id === me;
   }
 
   private queueAck(msgId: string): void {

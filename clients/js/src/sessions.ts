@@ -32,6 +32,10 @@ export class SessionTracker {
     this.sessions.set(sessionId, { memberId, cursor: afterSeq ?? 0, sync: null });
   }
 
+  memberId(sessionId: string): string | undefined {
+    return this.sessions.get(sessionId)?.memberId;
+  }
+
   untrack(sessionId: string): void {
     this.sessions.delete(sessionId);
   }

@@ -131,13 +131,17 @@ export class AllSparkClient extends Emitter {
             return Promise.reject(new AllSparkError('closed', 'client closed'));
         const id = `${this.idPrefix}-${++this.nextId}`;
         frame.id = id;
-        return new Promise((resolve, reject) => {
-            const p = { id, frame: JSON.stringify(frame), written: false, resolve, reject };
-            this.inflight.set(id, p);
-            if (this.isOpen()) {
-                p.written = this.write(p.frame);
-            }
+        let p;
+        const result = new Promise((resolve, reject) => {
+            p = { id, frame: JSON.stringify(frame), written: false, resolve, reject };
+            if (typeof frame.dest_session_id === 'string' && frame.member_id === undefined)
+                p.session = frame.dest_session_id;
         });
+        p.done = result.then(() => undefined, () => undefined);
+        this.inflight.set(id, p);
+        if (this.isOpen())
+            p.written = this.write(p.frame);
+        return result;
     }
     /** Acknowledges a message (manual ack mode; the same as message.ack()). */
     ack(msgId) {
@@ -585,6 +589,13 @@ export class AllSparkClient extends Emitter {
         const seq = typeof f.seq === 'number' ? f.seq : undefined;
         if (broadcast && seq !== undefined)
             this.sessions.saw(f.dest_session_id, seq);
+        if (broadcast && !this.seen.has(msgId) && this.fromSelf(f)) {
+            // Our own session message can come back in a sync before the `sent`
+            // answer that names its msg_id: wait for our sends to that session.
+            const waiting = [...this.inflight.values()].filter((p) => p.written && p.session === f.dest_session_id).map((p) => p.done);
+            if (waiting.length > 0)
+                await Promise.all(waiting);
+        }
         if (this.seen.has(msgId)) {
             // Handled before (a replay after a lost ack): ack again, do not deliver.
             if (!broadcast)
@@ -626,6 +637,10 @@ export class AllSparkClient extends Emitter {
             this.queueAck(msgId);
         else if (seq !== undefined)
             this.queueSessionAck(f.dest_session_id, seq);
+    }
+    fromSelf(f) {
+        const me = this.sessions.memberId(f.dest_session_id) ?? this.info?.node_id;
+        return me !== undefined && f.src_id === me;
     }
     queueAck(msgId) {
         this.acks.push(msgId);

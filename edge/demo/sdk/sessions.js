@@ -24,6 +24,9 @@ export class SessionTracker {
         }
         this.sessions.set(sessionId, { memberId, cursor: afterSeq ?? 0, sync: null });
     }
+    memberId(sessionId) {
+        return this.sessions.get(sessionId)?.memberId;
+    }
     untrack(sessionId) {
         this.sessions.delete(sessionId);
     }
