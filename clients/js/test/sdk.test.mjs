@@ -519,6 +519,20 @@ describe('against a fake edge', () => {
     await fake.close();
   });
 
+  test('4001 for the validation token alone: a plain reconnect with a fresh token, the key is not asked for', async () => {
+    const fake = await fakeEdge();
+    let asked = 0;
+    const c = track(connect({ url: fake.url, authKey: 'k', backoff: { initialMs: 10, maxMs: 10 }, onAuthExpired: () => (asked++, 'other') }));
+    await nextEvent(c, 'synced');
+    const again = nextEvent(c, 'synced');
+    fake.sockets[0].close(4001, 'validation token expired');
+    await again;
+    assert.equal(asked, 0);
+    assert.deepEqual(fake.keys, ['k', 'k']);
+    c.close();
+    await fake.close();
+  });
+
   test('4001: no reconnect until onAuthExpired gives a new key, which is used', async () => {
     const fake = await fakeEdge();
     let giveKey;

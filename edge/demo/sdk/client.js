@@ -354,6 +354,14 @@ export class AllSparkClient extends Emitter {
         this.clearTimers();
         this.failSends(new AllSparkError('connection_lost', `connection closed (${code}) before the edge answered`, { closeCode: code }), false);
         this.sessions.reset();
+        if (code === CloseCode.AuthExpired && /^validation[ _]token/i.test(reason ?? '')) {
+            // Only the short-lived validation token was refused (say the
+            // connect took too long): the auth_key is fine, and the next attempt
+            // gets a fresh token from /v1/connect.
+            this.emitError(new AllSparkError('unauthorized', reason, { closeCode: code }));
+            this.retryLater(code, reason);
+            return;
+        }
         if (code === CloseCode.AuthExpired) {
             this.emitError(new AllSparkError('unauthorized', reason || 'auth_key expired', { closeCode: code }));
             this.authFailed(reason, code);
