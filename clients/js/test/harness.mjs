@@ -24,6 +24,12 @@ function goBin() {
   throw new Error('go not found (set GO or PATH)');
 }
 
+// Edges still running when the test process exits (a failed test) are killed with it.
+const running = new Set();
+process.once('exit', () => {
+  for (const p of running) p.kill('SIGKILL');
+});
+
 let built;
 /** buildEdge compiles cmd/edge once per test process. */
 export function buildEdge() {
@@ -32,6 +38,7 @@ export function buildEdge() {
   const bin = join(dir, 'edge');
   execFileSync(goBin(), ['build', '-o', bin, './cmd/edge'], { cwd: repoRoot, stdio: 'inherit' });
   built = { bin, dir };
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   return built;
 }
 
@@ -86,6 +93,8 @@ export class Edge {
     };
     if (this.devMode) delete env.ALLSPARK_AUTH_SECRET;
     const proc = spawn(bin, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(proc);
+    proc.once('exit', () => running.delete(proc));
     proc.stdout.pipe(this.log, { end: false });
     proc.stderr.pipe(this.log, { end: false });
     this.proc = proc;
