@@ -70,9 +70,10 @@ func hostPort(host, scheme string) string {
 	return net.JoinHostPort(strings.Trim(host, "[]"), port)
 }
 
-// allows reports whether a request from origin to host may proceed. With
-// no list configured only the same origin is allowed: the Origin's host and
-// port equal the request's Host.
+// allows reports whether a request from origin to host may proceed: a
+// listed origin, or the same origin (the Origin's host and port equal the
+// request's Host), which is always allowed so the edge's own pages (/demo)
+// work whatever the list says.
 func (p originPolicy) allows(origin, host string) bool {
 	if p.any {
 		return true
@@ -81,9 +82,8 @@ func (p originPolicy) allows(origin, host string) bool {
 	if !ok {
 		return false // "null" and other opaque origins need "*"
 	}
-	if len(p.origins) > 0 {
-		_, ok := p.origins[key]
-		return ok
+	if _, ok := p.origins[key]; ok {
+		return true
 	}
 	scheme, originHost, _ := strings.Cut(key, "://")
 	return host != "" && originHost == hostPort(host, scheme)

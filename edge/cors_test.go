@@ -98,6 +98,7 @@ func TestCORS(t *testing.T) {
 		{"any origin under *", anyOrigin, "GET", "/v1/connect", "https://whoever.example.org", alice, "", nil, 200, "", true},
 		{"preflight under *", anyOrigin, "OPTIONS", "/v1/connect", "https://whoever.example.org", "", "", preflight, 204, "", true},
 		{"same origin by default", same, "GET", "/v1/connect", sameOrigin, alice, "", nil, 200, "", true},
+		{"same origin also when a list is configured", listed, "GET", "/v1/connect", listed.http.URL, alice, "", nil, 200, "", true},
 		{"other origin refused by default", same, "GET", "/v1/connect", appOrigin, alice, "", nil, 403, "forbidden", false},
 		{"same host, other port refused by default", same, "GET", "/v1/connect", "http://127.0.0.1:1", alice, "", nil, 403, "forbidden", false},
 		{"no origin unaffected by default", same, "GET", "/v1/connect", "", alice, "", nil, 200, "", false},

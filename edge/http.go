@@ -35,6 +35,7 @@ func (s *Server) routes() {
 	s.sessionRoutes(m)
 	s.pushRoutes(m)
 	s.devRoutes(m)
+	demoRoutes(m)
 	m.HandleFunc("/", noRoute(m))
 	s.mux = m
 }

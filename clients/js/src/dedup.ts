@@ -1,0 +1,25 @@
+/**
+ * SeenSet remembers the last `capacity` msg_ids, oldest forgotten first.
+ * Delivery is at-least-once; this is what turns it into exactly-once for
+ * the app, across reconnects, in bounded memory.
+ */
+export class SeenSet {
+  private readonly ids = new Map<string, true>();
+  constructor(readonly capacity: number) {
+    if (!(capacity >= 1)) throw new RangeError('dedup capacity must be at least 1');
+  }
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+  add(id: string): void {
+    if (this.ids.has(id)) return;
+    this.ids.set(id, true);
+    if (this.ids.size > this.capacity) {
+      const oldest = this.ids.keys().next().value as string;
+      this.ids.delete(oldest);
+    }
+  }
+  get size(): number {
+    return this.ids.size;
+  }
+}
