@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -48,43 +49,16 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-
-	// Listen first: with ALLSPARK_LISTEN=:0 the public URL needs the real port.
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := publicListener(&cfg, getenv, log)
 	if err != nil {
-		return fmt.Errorf("ALLSPARK_LISTEN=%s: %w", cfg.Listen, err)
+		return err
 	}
 	defer ln.Close()
-	if getenv(envPrefix+"PUBLIC_URL") == "" {
-		cfg.PublicURL = cfg.publicURLFor(ln.Addr().String())
-	}
-	if cfg.MaxHTTPConns > 0 {
-		ln = newLimitListener(ln, cfg.MaxHTTPConns, time.Now, log)
-	}
-	if cfg.tlsEnabled() {
-		certs, err := newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log)
-		if err != nil {
-			return err
-		}
-		ln = tls.NewListener(ln, serverTLSConfig(certs))
-	}
-
-	var ns *server.Server
-	natsURL, natsOpts := cfg.NATSURL, []nats.Option(nil)
-	if cfg.embedded() {
-		if ns, natsOpts, err = startEmbeddedNATS(cfg, log); err != nil {
-			return err
-		}
-		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-		natsURL = ns.ClientURL()
-	} else if natsOpts, err = cfg.ClientAuth.Options(); err != nil {
-		return err
-	}
-	nc, err := bus.Connect(natsURL, "allspark-edge "+cfg.ID, log, natsOpts...)
+	nc, closeNATS, err := connectNATS(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer closeNATS()
 
 	srv, err := edge.New(cfg.Config, edge.Deps{NATS: nc, Keys: keys, Logger: log})
 	if err != nil {
@@ -120,6 +94,66 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		return fmt.Errorf("serve http: %w", err)
 	case <-ctx.Done():
 	}
+	drain(cfg, srv, hs, nc, log)
+	return nil
+}
+
+// publicListener listens on ALLSPARK_LISTEN, first, so that with port 0
+// the default public URL can name the real port; then it adds the
+// connection cap and TLS when configured.
+func publicListener(cfg *config, getenv func(string) string, log *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("ALLSPARK_LISTEN=%s: %w", cfg.Listen, err)
+	}
+	if getenv(envPrefix+"PUBLIC_URL") == "" {
+		cfg.PublicURL = cfg.publicURLFor(ln.Addr().String())
+	}
+	if cfg.MaxHTTPConns > 0 {
+		ln = newLimitListener(ln, cfg.MaxHTTPConns, time.Now, log)
+	}
+	if cfg.tlsEnabled() {
+		certs, err := newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		ln = tls.NewListener(ln, serverTLSConfig(certs))
+	}
+	return ln, nil
+}
+
+// connectNATS connects to ALLSPARK_NATS_URL, or starts the embedded server
+// and connects to it in-process. closeNATS closes the connection, then the
+// embedded server.
+func connectNATS(cfg config, log *slog.Logger) (nc *nats.Conn, closeNATS func(), err error) {
+	var ns *server.Server
+	natsURL, natsOpts := cfg.NATSURL, []nats.Option(nil)
+	if cfg.embedded() {
+		if ns, natsOpts, err = startEmbeddedNATS(cfg, log); err != nil {
+			return nil, nil, err
+		}
+		natsURL = ns.ClientURL()
+	} else if natsOpts, err = cfg.ClientAuth.Options(); err != nil {
+		return nil, nil, err
+	}
+	stopServer := func() {
+		if ns != nil {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}
+	}
+	if nc, err = bus.Connect(natsURL, "allspark-edge "+cfg.ID, log, natsOpts...); err != nil {
+		stopServer()
+		return nil, nil, err
+	}
+	return nc, func() { nc.Close(); stopServer() }, nil
+}
+
+// drain stops the edge within ALLSPARK_DRAIN_TIMEOUT: the edge's own drain
+// (every client answered, then reconnect and 1001), the HTTP server, and a
+// last flush of what the edge published, all on the one budget.
+func drain(cfg config, srv *edge.Server, hs *http.Server, nc *nats.Conn, log *slog.Logger) {
 	log.Info("draining", "timeout", cfg.DrainTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
@@ -127,14 +161,21 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	if err := hs.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("http shutdown", "err", err)
 	}
-	if err := nc.FlushTimeout(time.Second); err != nil {
+	// At least a moment to flush, even when the drain used its budget.
+	fctx, cancel := context.WithTimeout(context.Background(), max(time.Until(deadlineOf(dctx)), 100*time.Millisecond))
+	defer cancel()
+	if err := nc.FlushWithContext(fctx); err != nil {
 		log.Warn("flush nats", "err", err)
 	}
 	if derr != nil {
 		log.Warn("drain incomplete", "err", derr)
 	}
 	log.Info("stopped")
-	return nil
+}
+
+func deadlineOf(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
 }
 
 // startPush runs the push worker in-process when credentials are
