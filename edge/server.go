@@ -82,6 +82,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	if deps.NATS == nil || deps.Keys == nil {
 		return nil, errors.New("edge: NATS and Keys are required")
 	}
@@ -103,7 +104,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.log = s.log.With("edge", cfg.ID)
-	s.hub = newHub(deps.NATS, subj, s.log)
+	s.hub = newHub(deps.NATS, subj, s.log, hubLimits{maxConns: cfg.MaxConns, perNode: cfg.MaxConnsPerNode,
+		single: cfg.SingleConnection, inboxReads: cfg.MaxInboxReads})
 	if deps.Metrics == nil {
 		deps.Metrics = NewRegistry()
 	}
@@ -279,7 +281,7 @@ func (s *Server) goBackground(f func()) {
 
 func (s *Server) info() bus.EdgeInfo {
 	return bus.EdgeInfo{ID: s.cfg.ID, WSURL: s.cfg.wsURL(), ProxyURL: s.cfg.ProxyURL,
-		Connections: int(s.hub.count.Load()), Draining: s.draining.Load()}
+		Connections: int(s.hub.count.Load()), Draining: s.draining.Load() || s.hub.full()}
 }
 
 func (s *Server) announce(ctx context.Context) error {

@@ -85,14 +85,14 @@ func (c *conn) memberOf(ctx context.Context, sid string) (string, *allspark.Erro
 func (c *conn) sendToSession(corrID string, m *allspark.Message) {
 	memberID, perr := c.memberOf(c.ctx, m.DestSessionID)
 	if perr != nil {
-		c.send(mustJSON(allspark.NewSent(corrID, "", allspark.StatusRejected, perr)))
+		c.answerNow(allspark.NewSent(corrID, "", allspark.StatusRejected, perr))
 		return
 	}
 	m.SrcID, m.SrcNode = memberID, c.id.NodeID
 	if memberID != c.id.NodeID {
 		m.SrcClientID = "" // anonymous: nothing that names the node or its client
 	}
-	c.s.router.Send(c.ctx, m, corrID, &c.order, func(s allspark.Sent) { c.send(mustJSON(s)) })
+	c.route(m, corrID)
 }
 
 type sessionSyncDone struct {
