@@ -35,7 +35,8 @@ type hub struct {
 	count atomic.Int64 // connections, counting those being admitted
 	// reads bounds the inbox reads in flight on this edge: a read holds a
 	// slot for its duration (see nodeInbox.read).
-	reads chan struct{}
+	reads     chan struct{}
+	readCount atomic.Int64 // inbox reads made, for InboxReads
 
 	nodes      shardedMap[*hubNode]
 	chans      [dispatchers]chan *nats.Msg

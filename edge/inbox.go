@@ -287,10 +287,14 @@ func (in *nodeInbox) next(from uint64, timeout time.Duration) (bus.InboxMsg, err
 		return bus.InboxMsg{}, errInboxStopped
 	}
 	defer func() { <-in.s.hub.reads }()
+	in.s.hub.readCount.Add(1)
 	ctx, cancel := context.WithTimeout(in.ctx, timeout)
 	defer cancel()
 	return in.s.inbox.Next(ctx, in.node, from)
 }
+
+// InboxReads counts the inbox reads this edge has made since it started.
+func (s *Server) InboxReads() int64 { return s.hub.readCount.Load() }
 
 // sendPaced queues b once the queue is at most half full, so a long
 // session sync follows the client's pace instead of tripping the 4009 cap.
