@@ -16,7 +16,7 @@ type rateLimiter struct {
 
 	tokens   float64
 	last     time.Time // when tokens was last refilled
-	overFrom time.Time // first refusal of the current run of refusals; zero when none
+	overFrom time.Time // first refusal of the current run of refusals; zero when none (see take)
 }
 
 func newRateLimiter(perSecond, burst int, grace time.Duration, now time.Time) rateLimiter {
@@ -42,8 +42,13 @@ func (l *rateLimiter) take(now time.Time) verdict {
 		l.last = now
 	}
 	if l.tokens >= 1 {
+		// A flood still gets a token now and then, as the bucket refills;
+		// that does not end its run of refusals. Only a client that lets
+		// the bucket gain a second token has slowed below the rate.
+		if l.tokens >= min(2, l.burst) {
+			l.overFrom = time.Time{}
+		}
 		l.tokens--
-		l.overFrom = time.Time{}
 		return allow
 	}
 	if l.overFrom.IsZero() {
