@@ -512,5 +512,20 @@ func (c *conn) admitFrame(f frame, decoded bool) bool {
 	} else {
 		c.send(encodeError(f.id, e))
 	}
+	c.pauseReader()
 	return false
+}
+
+// pauseReader holds the reader for one token's time after a refused frame.
+// A flood is then read at most at twice the rate (its allowed frames and
+// as many refusals), however fast the client writes: the rest waits in the
+// client's socket buffers, costing the edge nothing. It ends early when the
+// connection does.
+func (c *conn) pauseReader() {
+	t := time.NewTimer(time.Duration(float64(time.Second) / float64(c.s.cfg.RateLimit)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.ctx.Done():
+	}
 }

@@ -12,14 +12,16 @@ import (
 	"github.com/allspark-rt/allspark/internal/wstest"
 )
 
-// flood writes frames (pings and messages to dest, alternately) every
-// millisecond until stop closes or the connection fails; message ids are
-// m0, m1, ... in send order.
+// flood writes frames (pings and messages to dest, alternately) every 30
+// ms until stop closes or the connection fails; message ids are m0, m1, ...
+// in send order. That is over a rate limit of 20/s, and under the 40/s an
+// edge reads from a client over its rate (see conn.pauseReader), so the
+// client's acks are not queued behind a backlog of its own frames.
 func flood(cl *wstest.Client, dest string, stop <-chan struct{}, wg *sync.WaitGroup) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(time.Millisecond)
+		tick := time.NewTicker(30 * time.Millisecond)
 		defer tick.Stop()
 		for i := 0; ; i++ {
 			select {
