@@ -43,6 +43,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newConn(s, id)
 	first, replaced, err := s.hub.add(c)
+	if err != nil {
+		c.cancel() // never registered: nothing else will end it
+	}
 	if errors.Is(err, errEdgeFull) || errors.Is(err, errNodeFull) {
 		s.refuseConn(w, r, id, err)
 		return
