@@ -214,7 +214,7 @@ func TestManyConnectionsOfOneNode(t *testing.T) {
 
 // ALLSPARK_MAX_INBOX_READS: with a single read slot for the whole edge,
 // many nodes replaying at once wait their turn and all get their messages
-// in order; none fails.
+// in order; none fails, and no two reads are ever in flight at once.
 func TestInboxReadsBoundedPerEdge(t *testing.T) {
 	c := newCluster(t)
 	e := c.edge("edge-reads", func(cfg *edge.Config) { cfg.MaxInboxReads = 1 })
@@ -266,6 +266,9 @@ func TestInboxReadsBoundedPerEdge(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+	if peak := edge.InboxReadsPeak(e.srv); peak != 1 {
+		t.Fatalf("%d inbox reads in flight at once, want at most ALLSPARK_MAX_INBOX_READS=1", peak)
 	}
 }
 

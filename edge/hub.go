@@ -37,6 +37,8 @@ type hub struct {
 	// slot for its duration (see nodeInbox.read).
 	reads     chan struct{}
 	readCount atomic.Int64 // inbox reads made, for InboxReads
+	reading   atomic.Int64 // inbox reads in flight
+	readPeak  atomic.Int64 // most inbox reads ever in flight at once (tests check the bound)
 
 	nodes      shardedMap[*hubNode]
 	chans      [dispatchers]chan *nats.Msg

@@ -287,10 +287,23 @@ func (in *nodeInbox) next(from uint64, timeout time.Duration) (bus.InboxMsg, err
 		return bus.InboxMsg{}, errInboxStopped
 	}
 	defer func() { <-in.s.hub.reads }()
-	in.s.hub.readCount.Add(1)
+	in.s.hub.readStarted()
+	defer in.s.hub.reading.Add(-1)
 	ctx, cancel := context.WithTimeout(in.ctx, timeout)
 	defer cancel()
 	return in.s.inbox.Next(ctx, in.node, from)
+}
+
+// readStarted counts an inbox read and keeps the peak of reads in flight.
+func (h *hub) readStarted() {
+	h.readCount.Add(1)
+	n := h.reading.Add(1)
+	for {
+		peak := h.readPeak.Load()
+		if n <= peak || h.readPeak.CompareAndSwap(peak, n) {
+			return
+		}
+	}
 }
 
 // InboxReads counts the inbox reads this edge has made since it started.
