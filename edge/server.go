@@ -279,6 +279,9 @@ func (s *Server) goBackground(f func()) {
 	}()
 }
 
+// info is what the edge announces. A full edge (ALLSPARK_MAX_CONNS) is
+// announced as draining, so /v1/connect offers only edges that take
+// connections; it is announced normally again once it has room.
 func (s *Server) info() bus.EdgeInfo {
 	return bus.EdgeInfo{ID: s.cfg.ID, WSURL: s.cfg.wsURL(), ProxyURL: s.cfg.ProxyURL,
 		Connections: int(s.hub.count.Load()), Draining: s.draining.Load() || s.hub.full()}
