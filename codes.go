@@ -61,5 +61,5 @@ const (
 	CloseRateLimited  = 4008 // rate limit exceeded repeatedly
 	CloseSlowConsumer = 4009 // the client did not drain its send queue
 	CloseTryAgain     = 1013 // the edge could not read the inbox; reconnect
-	CloseReplaced     = 4011 // same node_id connected elsewhere (single-connection mode)
+	CloseReplaced     = 4011 // the node's other connections take precedence: replaced by a newer one (single-connection mode), or refused past ALLSPARK_MAX_CONNS_PER_NODE (the reason says which)
 )

@@ -89,27 +89,65 @@ type Config struct {
 	// payload that would overflow a recursive parser is stored. 0 means the
 	// default.
 	MaxJSONDepth int `env:"MAX_JSON_DEPTH" envDefault:"64"`
+	// MaxConns caps this edge's websocket connections: past it an upgrade is
+	// refused with 503 unavailable ("edge full") and the edge is not offered
+	// by /v1/connect until it has room. 0 means the default.
+	MaxConns int `env:"MAX_CONNS" envDefault:"100000"`
+	// MaxConnsPerNode caps one node's connections on this edge: past it a new
+	// connection is refused (409 conflict, or close 4011 for a browser), and
+	// the node's open connections are kept. 0 means the default.
+	MaxConnsPerNode int `env:"MAX_CONNS_PER_NODE" envDefault:"16"`
+	// SingleConnection keeps one connection per node on this edge: a new
+	// connection replaces the node's older ones, which are closed with 4011
+	// "replaced".
+	SingleConnection bool `env:"SINGLE_CONNECTION"`
+	// RateLimit is the frames per second a connection may send, as a token
+	// bucket of RateBurst frames (acks are never counted). A frame over the
+	// rate is answered rate_limited; a connection over it for RateLimitGrace
+	// is closed with 4008. 0 disables the limit.
+	RateLimit      int           `env:"RATE_LIMIT" envDefault:"500"`
+	RateBurst      int           `env:"RATE_BURST" envDefault:"1000"`
+	RateLimitGrace time.Duration `env:"RATE_LIMIT_GRACE" envDefault:"5s"`
+	// MaxInboxReads bounds the inbox reads this edge has in flight at once,
+	// across all its nodes; further reads wait their turn. 0 means the default.
+	MaxInboxReads int `env:"MAX_INBOX_READS" envDefault:"64"`
 }
 
-// Defaults of the limits where 0 in Config means "the default".
+// Defaults of the limits whose zero value means "the default" (a Config
+// built in code, not from the environment).
 const (
-	defaultSyncMaxLimit = 1000
+	defaultMaxConns        = 100_000
+	defaultMaxConnsPerNode = 16
+	defaultRateBurst       = 1000
+	defaultRateLimitGrace  = 5 * time.Second
+	defaultMaxInboxReads   = 64
+	defaultSyncMaxLimit    = 1000
 )
 
-// syncMaxLimit is SyncMaxLimit with the default applied.
-func (c Config) syncMaxLimit() int {
+// withDefaults fills the limits left at zero.
+func (c Config) withDefaults() Config {
+	if c.MaxConns == 0 {
+		c.MaxConns = defaultMaxConns
+	}
+	if c.MaxConnsPerNode == 0 {
+		c.MaxConnsPerNode = defaultMaxConnsPerNode
+	}
+	if c.RateBurst == 0 {
+		c.RateBurst = max(defaultRateBurst, c.RateLimit)
+	}
+	if c.RateLimitGrace == 0 {
+		c.RateLimitGrace = defaultRateLimitGrace
+	}
+	if c.MaxInboxReads == 0 {
+		c.MaxInboxReads = defaultMaxInboxReads
+	}
 	if c.SyncMaxLimit == 0 {
-		return defaultSyncMaxLimit
+		c.SyncMaxLimit = defaultSyncMaxLimit
 	}
-	return c.SyncMaxLimit
-}
-
-// maxJSONDepth is MaxJSONDepth with the default applied.
-func (c Config) maxJSONDepth() int {
 	if c.MaxJSONDepth == 0 {
-		return allspark.DefaultMaxJSONDepth
+		c.MaxJSONDepth = allspark.DefaultMaxJSONDepth
 	}
-	return c.MaxJSONDepth
+	return c
 }
 
 // Validate reports the first invalid field by its environment name.
@@ -175,6 +213,24 @@ func (c Config) Validate() error {
 	}
 	if c.MaxJSONDepth < 0 || c.MaxJSONDepth > 10_000 {
 		bad("MAX_JSON_DEPTH", "must be 0 (default) to 10000, got %d", c.MaxJSONDepth)
+	}
+	if c.MaxConns < 0 || c.MaxConns > 10_000_000 {
+		bad("MAX_CONNS", "must be 0 (default) to 10000000, got %d", c.MaxConns)
+	}
+	if c.MaxConnsPerNode < 0 || c.MaxConnsPerNode > 100_000 {
+		bad("MAX_CONNS_PER_NODE", "must be 0 (default) to 100000, got %d", c.MaxConnsPerNode)
+	}
+	if c.RateLimit < 0 || c.RateLimit > 1_000_000 {
+		bad("RATE_LIMIT", "must be 0 (off) to 1000000 frames per second, got %d", c.RateLimit)
+	}
+	if c.RateBurst < 0 || c.RateBurst > 1_000_000 {
+		bad("RATE_BURST", "must be 0 (default) to 1000000 frames, got %d", c.RateBurst)
+	}
+	if c.RateLimitGrace < 0 {
+		bad("RATE_LIMIT_GRACE", "must not be negative, got %s", c.RateLimitGrace)
+	}
+	if c.MaxInboxReads < 0 || c.MaxInboxReads > 10_000 {
+		bad("MAX_INBOX_READS", "must be 0 (default) to 10000, got %d", c.MaxInboxReads)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)

@@ -36,7 +36,14 @@ type conn struct {
 	done    chan struct{} // closed when teardown has run
 	expiry  *time.Timer   // closes with 4001 when the auth_key expires; nil if none
 
-	order bus.OutcomeOrder // keeps this sender's outcomes in send order
+	// order keeps this sender's answers in send order, the router's and the
+	// edge's own early rejections (router.Reject) alike.
+	order bus.OutcomeOrder
+	inbox *nodeInbox // the node's inbox reader on this edge; set by hub.add
+
+	// Used by the reader goroutine only (handle), so unguarded.
+	limiter     rateLimiter
+	rateClosing bool // over the rate for the whole grace: closing with 4008
 
 	mu       sync.Mutex
 	ws       *gws.Conn              // guarded by mu: nil until attach
@@ -51,14 +58,14 @@ type conn struct {
 	ackArmed bool                   // guarded by mu
 
 	// Inbox state; see inbox.go.
-	replaying bool                // guarded by mu: the first inbox pass has not finished
-	held      []heldMsg           // guarded by mu: live deliveries held while replaying
-	heldBytes int                 // guarded by mu: bytes in held, counted with queued against SendQueueBytes
-	replayed  map[string]struct{} // guarded by mu: msg_ids the first pass delivered
-	syncing   bool                // guarded by mu: an inbox pass is running
-	syncAgain bool                // guarded by mu: run another pass after this one
-	inboxNext uint64              // guarded by mu: next inbox sequence to read
-	inboxAcks map[string]uint64   // guarded by mu: msg_id -> inbox sequence, until acked
+	replaying    bool                // guarded by mu: the replay has not finished
+	replayCount  int                 // guarded by mu: inbox messages the replay delivered
+	held         []heldMsg           // guarded by mu: live deliveries held while replaying
+	heldBytes    int                 // guarded by mu: bytes in held, counted with queued against SendQueueBytes
+	replayed     map[string]struct{} // guarded by mu: msg_ids the replay delivered
+	inboxLagging bool                // guarded by mu: a pass skipped this connection for a full queue
+	inboxNext    uint64              // guarded by mu: next inbox sequence to deliver
+	inboxAcks    map[string]uint64   // guarded by mu: msg_id -> inbox sequence, until acked
 
 	sessions map[string]string       // guarded by mu: session id -> this node's member id there
 	cursors  map[string]*cursorWrite // guarded by mu: session id -> the read-cursor write in flight; see ackSession
@@ -97,7 +104,8 @@ func newConn(s *Server, id auth.Identity) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{s: s, id: id, ctx: ctx, cancel: cancel,
 		wake: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}),
-		pending: map[string]*pendingAck{}, replaying: true, replayed: map[string]struct{}{}, inboxAcks: map[string]uint64{}}
+		pending: map[string]*pendingAck{}, replaying: true, replayed: map[string]struct{}{}, inboxAcks: map[string]uint64{},
+		limiter: newRateLimiter(s.cfg.RateLimit, s.cfg.RateBurst, s.cfg.RateLimitGrace, s.now())}
 }
 
 // attach binds the upgraded socket. Deliveries queued before it wait for
@@ -235,6 +243,7 @@ func (c *conn) writeLoop() {
 		case c.drained <- struct{}{}:
 		default:
 		}
+		c.resumeInbox()
 		if closing.code != 0 {
 			c.beginCloseHandshake(ws, closing)
 			return
@@ -439,27 +448,42 @@ func (c *conn) teardown() {
 }
 
 // handle processes one frame from the client, on the reader goroutine.
+// Every frame but an ack spends a token of the connection's rate limit (see
+// rateLimiter): an ack only releases deliveries, and refusing it would make
+// a busy client's messages come back stored. A frame over the rate is
+// answered rate_limited and otherwise ignored; once the client has stayed
+// over the rate for the grace, the connection closes with 4008 and its
+// further frames (acks aside) are dropped.
 func (c *conn) handle(op gws.Opcode, data []byte) {
+	var f frame
+	var perr *allspark.Error
 	if op != gws.OpcodeText {
-		c.s.m.frameIn(0)
-		c.send(encodeError("", allspark.Errorf(allspark.CodeBadFrame, "only text frames are accepted")))
-		return
+		perr = allspark.Errorf(allspark.CodeBadFrame, "only text frames are accepted")
+	} else {
+		f, perr = decodeFrame(data, c.s.cfg.MaxJSONDepth)
 	}
-	f, perr := decodeFrame(data, c.s.cfg.maxJSONDepth())
 	if perr != nil {
 		c.s.m.frameIn(0)
+	} else {
+		c.s.m.frameIn(f.kind)
+		if f.kind == kindAck {
+			c.ack(f.ackIDs)
+			if f.sessionID != "" {
+				c.ackSession(f.sessionID, f.afterSeq)
+			}
+			return
+		}
+	}
+	if !c.admitFrame(f, perr == nil) {
+		return
+	}
+	if perr != nil {
 		c.send(encodeError(f.id, perr))
 		return
 	}
-	c.s.m.frameIn(f.kind)
 	switch f.kind {
 	case kindPing:
 		c.send(pongFrame)
-	case kindAck:
-		c.ack(f.ackIDs)
-		if f.sessionID != "" {
-			c.ackSession(f.sessionID, f.afterSeq)
-		}
 	case kindSync:
 		c.syncSession(f)
 	case kindMessage:
@@ -473,5 +497,45 @@ func (c *conn) handle(op gws.Opcode, data []byte) {
 		}
 		m.SrcID, m.SrcClientID, m.SrcNode = c.id.NodeID, c.id.ClientID, c.id.NodeID
 		c.s.router.Send(c.ctx, m, f.id, &c.order, c.answer)
+	}
+}
+
+// admitFrame applies the rate limit to a frame that is not an ack; it
+// answers a refused frame itself and reports whether to process it.
+func (c *conn) admitFrame(f frame, decoded bool) bool {
+	if c.rateClosing {
+		return false
+	}
+	switch c.limiter.take(c.s.now()) {
+	case allow:
+		return true
+	case disconnect:
+		c.rateClosing = true
+		c.s.log.Warn("rate limit exceeded for the grace; closing", "node", c.id.NodeID,
+			"rate", c.s.cfg.RateLimit, "grace", c.s.cfg.RateLimitGrace)
+		c.requestClose(allspark.CloseRateLimited, "rate limit exceeded")
+		return false
+	}
+	e := allspark.Errorf(allspark.CodeRateLimited, "over the rate limit; slow down")
+	if decoded && f.kind == kindMessage {
+		c.s.router.Reject(f.msg, f.id, &c.order, e, c.answer)
+	} else {
+		c.send(encodeError(f.id, e))
+	}
+	c.pauseReader()
+	return false
+}
+
+// pauseReader holds the reader for one token's time after a refused frame.
+// A flood is then read at most at twice the rate (its allowed frames and
+// as many refusals), however fast the client writes: the rest waits in the
+// client's socket buffers, costing the edge nothing. It ends early when the
+// connection does.
+func (c *conn) pauseReader() {
+	t := time.NewTimer(time.Duration(float64(time.Second) / float64(c.s.cfg.RateLimit)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.ctx.Done():
 	}
 }

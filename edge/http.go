@@ -256,7 +256,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	bm, perr := bus.ParseBackendMessage(body, s.cfg.MaxFrameBytes, s.cfg.maxJSONDepth())
+	bm, perr := bus.ParseBackendMessage(body, s.cfg.MaxFrameBytes, s.cfg.MaxJSONDepth)
 	if perr != nil {
 		writeError(w, http.StatusBadRequest, perr.Code, perr.Message)
 		return

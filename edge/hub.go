@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -23,13 +24,21 @@ const (
 )
 
 // hub is the set of nodes connected to this edge. It owns one NATS
-// subscription per connected node, shared by that node's connections, and
-// (in sess) one per session with a member connected here.
+// subscription and one inbox reader per connected node, shared by that
+// node's connections, and (in sess) one subscription per session with a
+// member connected here. It also enforces the connection limits.
 type hub struct {
 	nc    *nats.Conn
 	subj  bus.Subjects
 	log   *slog.Logger
-	count atomic.Int64 // connections
+	lim   hubLimits
+	count atomic.Int64 // connections, counting those being admitted
+	// reads bounds the inbox reads in flight on this edge: a read holds a
+	// slot for its duration (see nodeInbox.read).
+	reads     chan struct{}
+	readCount atomic.Int64 // inbox reads made, for InboxReads
+	reading   atomic.Int64 // inbox reads in flight
+	readPeak  atomic.Int64 // most inbox reads ever in flight at once (tests check the bound)
 
 	nodes      shardedMap[*hubNode]
 	chans      [dispatchers]chan *nats.Msg
@@ -40,10 +49,27 @@ type hub struct {
 type hubNode struct {
 	conns []*conn // guarded by the nodes shard's mu
 	sub   *nats.Subscription
+	inbox *nodeInbox // reads the node's inbox once for all of conns
 }
 
-func newHub(nc *nats.Conn, subj bus.Subjects, log *slog.Logger) *hub {
-	h := &hub{nc: nc, subj: subj, log: log, livePrefix: subj.SessionLive("")}
+// hubLimits are the connection limits of an edge and its bound on
+// concurrent inbox reads (see Config).
+type hubLimits struct {
+	maxConns   int
+	perNode    int
+	single     bool // a new connection replaces the node's older ones
+	inboxReads int
+}
+
+// Why hub.add refuses a connection.
+var (
+	errEdgeFull = errors.New("edge full")
+	errNodeFull = errors.New("too many connections for this node")
+)
+
+func newHub(nc *nats.Conn, subj bus.Subjects, log *slog.Logger, lim hubLimits) *hub {
+	h := &hub{nc: nc, subj: subj, log: log, lim: lim, livePrefix: subj.SessionLive(""),
+		reads: make(chan struct{}, lim.inboxReads)}
 	h.nodes.init()
 	h.sess.init(h)
 	for i := range h.chans {
@@ -62,10 +88,44 @@ func (h *hub) subscribe(subject string, hash uint64) (*nats.Subscription, error)
 	return sub, nil
 }
 
+// admissible is a cheap early check of the limits add enforces, so a
+// connection that will be refused costs no device or membership work.
+func (h *hub) admissible(node string) error {
+	if h.full() {
+		return errEdgeFull
+	}
+	var n int
+	h.nodes.view(node, func(hn *hubNode, ok bool) {
+		if ok {
+			n = len(hn.conns)
+		}
+	})
+	if n >= h.lim.perNode {
+		return errNodeFull
+	}
+	return nil
+}
+
+// full reports whether the edge holds its maximum of connections.
+func (h *hub) full() bool { return h.count.Load() >= int64(h.lim.maxConns) }
+
 // add registers c and, for a node's first connection here, subscribes to the
 // node's subject and reports first. The caller flushes NATS before relying
-// on the interest.
-func (h *hub) add(c *conn) (first bool, err error) {
+// on the interest. Past a limit it registers nothing and returns
+// errEdgeFull or errNodeFull. The per-node limit counts connections still
+// closing, so it bounds what a node holds on this edge even in
+// single-connection mode. In that mode add returns the node's older
+// connections, for the caller to close as replaced.
+func (h *hub) add(c *conn) (first bool, replaced []*conn, err error) {
+	for { // reserve a slot under the edge's limit
+		n := h.count.Load()
+		if n >= int64(h.lim.maxConns) {
+			return false, nil, errEdgeFull
+		}
+		if h.count.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
 	node := c.id.NodeID
 	h.nodes.update(node, func(n *hubNode, ok bool) (*hubNode, bool) {
 		if !ok {
@@ -74,19 +134,26 @@ func (h *hub) add(c *conn) (first bool, err error) {
 				err = fmt.Errorf("subscribe node: %w", serr)
 				return nil, false
 			}
-			n, first = &hubNode{sub: sub}, true
+			n, first = &hubNode{sub: sub, inbox: newNodeInbox(c.s, node)}, true
+		} else if len(n.conns) >= h.lim.perNode {
+			err = errNodeFull
+			return n, true
+		}
+		if h.lim.single {
+			replaced = slices.Clone(n.conns)
 		}
 		n.conns = append(n.conns, c)
+		c.inbox = n.inbox
 		return n, true
 	})
-	if err == nil {
-		h.count.Add(1)
+	if err != nil {
+		h.count.Add(-1)
 	}
-	return first, err
+	return first, replaced, err
 }
 
-// remove unregisters c; the node's last connection here unsubscribes, and
-// remove reports last.
+// remove unregisters c; the node's last connection here unsubscribes and
+// stops the node's inbox reader, and remove reports last.
 func (h *hub) remove(c *conn) (last bool) {
 	h.nodes.update(c.id.NodeID, func(n *hubNode, ok bool) (*hubNode, bool) {
 		if !ok {
@@ -100,12 +167,26 @@ func (h *hub) remove(c *conn) (last bool) {
 		h.count.Add(-1)
 		if len(n.conns) == 0 {
 			_ = n.sub.Unsubscribe()
+			n.inbox.stop()
 			last = true
 			return nil, false
 		}
 		return n, true
 	})
 	return last
+}
+
+// nudgeInbox starts an inbox pass for node, if it has connections here.
+func (h *hub) nudgeInbox(node string) {
+	var in *nodeInbox
+	h.nodes.view(node, func(n *hubNode, ok bool) {
+		if ok {
+			in = n.inbox
+		}
+	})
+	if in != nil {
+		in.nudge()
+	}
 }
 
 // holds reports whether node has a connection on this edge.
@@ -157,9 +238,7 @@ func (h *hub) deliver(m *nats.Msg) {
 		return
 	}
 	if m.Header.Get(bus.HeaderInbox) != "" {
-		for _, c := range h.lookup(node) {
-			c.syncInbox()
-		}
+		h.nudgeInbox(node) // one pass for all the node's connections here
 		return
 	}
 	if m.Header.Get(bus.HeaderMembership) != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/allspark-rt/allspark"
@@ -19,13 +20,24 @@ import (
 // against SendQueueBytes with the queue (see roomLocked), so a replay that
 // cannot progress does not let live traffic pile up without bound.
 //
-// A failing inbox read is retried for InboxReadGrace (see readInbox); only
-// then is the connection closed with 1013.
+// The inbox is read once per node on this edge, not once per connection:
+// the node's nodeInbox runs one pass at a time for all of the node's
+// connections here, reading each message once and handing it to every
+// connection that has not had it yet (a new connection starts from the
+// beginning, the others from where they are). A pass never waits for a
+// client: a connection whose queue is half full is skipped ("lagging") and
+// its writer starts another pass once it has written what was queued, so a
+// replay follows each client's pace without one slow client holding up the
+// node's others. Reads in flight on the edge are bounded by
+// Config.MaxInboxReads.
 //
-// After that first pass, a nudge (bus.HeaderInbox) on the node's subject
-// starts another pass from where the last one stopped: a message stored
-// after the node connected (say its sender timed out waiting for a dead
-// edge) still reaches it without a reconnect.
+// A failing inbox read is retried for InboxReadGrace (see read); only then
+// are the connections the pass served closed with 1013.
+//
+// After a connection's first pass, a nudge (bus.HeaderInbox) on the node's
+// subject starts another pass from where the last one stopped: a message
+// stored after the node connected (say its sender timed out waiting for a
+// dead edge) still reaches it without a reconnect.
 
 const (
 	// inboxReadTimeout bounds one inbox read.
@@ -36,45 +48,170 @@ const (
 	inboxRetryMax = time.Second
 )
 
-// syncInbox starts a pass unless one is running, in which case that pass
-// runs once more when it finishes.
-func (c *conn) syncInbox() {
-	c.mu.Lock()
-	if c.tornDown {
-		c.mu.Unlock()
-		return
-	}
-	if c.syncing {
-		c.syncAgain = true
-		c.mu.Unlock()
-		return
-	}
-	c.syncing = true
-	c.mu.Unlock()
-	c.s.spawn(func() {
-		c.syncLoop()
-	})
+// nodeInbox reads one node's inbox for all its connections on this edge.
+// The hub creates it with the node's first connection here and stops it
+// with the last.
+type nodeInbox struct {
+	s      *Server
+	node   string
+	ctx    context.Context // ends when the node's last connection here does
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	running bool // guarded by mu: a pass is running
+	again   bool // guarded by mu: run another pass after this one
 }
 
-func (c *conn) syncLoop() {
+func newNodeInbox(s *Server, node string) *nodeInbox {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &nodeInbox{s: s, node: node, ctx: ctx, cancel: cancel}
+}
+
+func (in *nodeInbox) stop() { in.cancel() }
+
+// nudge starts a pass unless one is running, in which case that pass runs
+// once more when it finishes. It never blocks: callers include NATS
+// dispatchers and connection writers.
+func (in *nodeInbox) nudge() {
+	in.mu.Lock()
+	if in.ctx.Err() != nil {
+		in.mu.Unlock()
+		return
+	}
+	if in.running {
+		in.again = true
+		in.mu.Unlock()
+		return
+	}
+	in.running = true
+	in.mu.Unlock()
+	in.s.spawn(in.loop)
+}
+
+func (in *nodeInbox) loop() {
 	for {
-		n, err := c.inboxPass()
-		if err != nil && !errors.Is(err, errConnClosed) {
-			c.s.log.Warn("read inbox: giving up after the grace", "node", c.id.NodeID, "grace", c.s.cfg.InboxReadGrace, "err", err)
-			// The client cannot be told its inbox is synced; let it retry.
-			c.requestClose(allspark.CloseTryAgain, "inbox unavailable")
-		}
-		c.mu.Lock()
-		if c.replaying && err == nil {
-			c.finishReplay(n)
-		}
-		if !c.syncAgain || c.tornDown || err != nil {
-			c.syncing = false
-			c.mu.Unlock()
+		err := in.pass()
+		in.mu.Lock()
+		if !in.again || err != nil || in.ctx.Err() != nil {
+			in.running = false
+			in.mu.Unlock()
 			return
 		}
-		c.syncAgain = false
+		in.again = false
+		in.mu.Unlock()
+	}
+}
+
+var errInboxStopped = errors.New("node has no connection left on this edge")
+
+// pass reads the inbox from the earliest position a connection of the node
+// wants, hands each message to the connections that want it, and when the
+// inbox has nothing more, ends the replay of those still replaying.
+func (in *nodeInbox) pass() error {
+	for {
+		conns := in.s.hub.lookup(in.node)
+		from, ok := inboxFrom(conns)
+		if !ok {
+			return nil // every connection is gone, closing, or lagging (its writer nudges)
+		}
+		m, err := in.read(from)
+		switch {
+		case errors.Is(err, bus.ErrInboxEmpty):
+			for _, c := range conns {
+				c.inboxCaughtUp(from)
+			}
+			return nil
+		case errors.Is(err, errInboxStopped):
+			return err
+		case err != nil:
+			in.s.log.Warn("read inbox: giving up after the grace", "node", in.node, "grace", in.s.cfg.InboxReadGrace, "err", err)
+			// The clients cannot be told their inbox is synced; let them retry.
+			for _, c := range conns {
+				c.inboxFailed()
+			}
+			return err
+		}
+		for _, c := range conns {
+			c.offerInbox(m)
+		}
+	}
+}
+
+// inboxFrom is the earliest inbox position any of conns wants; ok is false
+// when none wants anything now.
+func inboxFrom(conns []*conn) (from uint64, ok bool) {
+	for _, c := range conns {
+		c.mu.Lock()
+		if c.wantsInboxLocked() && (!ok || c.inboxNext < from) {
+			from, ok = c.inboxNext, true
+		}
 		c.mu.Unlock()
+	}
+	return from, ok
+}
+
+// wantsInboxLocked reports whether a pass should read for c now. Called
+// with c.mu held.
+func (c *conn) wantsInboxLocked() bool {
+	return !c.tornDown && c.closing.code == 0 && !c.draining && !c.inboxLagging
+}
+
+// offerInbox queues m for c if c has not had it, and its queue is at most
+// half full; otherwise c is marked lagging and its writer nudges the node's
+// reader once it has written what is queued.
+func (c *conn) offerInbox(m bus.InboxMsg) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.wantsInboxLocked() || c.inboxNext > m.Seq {
+		return
+	}
+	if c.queued != 0 && c.queued+len(m.Frame) > c.s.cfg.SendQueueBytes/2 {
+		c.inboxLagging = true
+		return
+	}
+	c.inboxNext = m.Seq + 1
+	if m.MsgID != "" {
+		c.inboxAcks[m.MsgID] = m.Seq
+		if c.replaying {
+			c.replayed[m.MsgID] = struct{}{}
+		}
+	}
+	if c.replaying {
+		c.replayCount++
+	}
+	c.queueLocked(m.Frame)
+	c.s.m.replayed.Inc()
+	c.signal()
+}
+
+// inboxCaughtUp ends c's replay if c has every message from on.
+func (c *conn) inboxCaughtUp(from uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.replaying && c.wantsInboxLocked() && c.inboxNext >= from {
+		c.finishReplay(c.replayCount)
+	}
+}
+
+// inboxFailed closes c with 1013 if the failed pass was reading for it.
+func (c *conn) inboxFailed() {
+	c.mu.Lock()
+	wanted := c.wantsInboxLocked()
+	c.mu.Unlock()
+	if wanted {
+		c.requestClose(allspark.CloseTryAgain, "inbox unavailable")
+	}
+}
+
+// resumeInbox nudges the node's reader if a pass skipped c because its
+// queue was full; the writer calls it after writing a batch.
+func (c *conn) resumeInbox() {
+	c.mu.Lock()
+	lagging := c.inboxLagging
+	c.inboxLagging = false
+	c.mu.Unlock()
+	if lagging {
+		c.inbox.nudge()
 	}
 }
 
@@ -93,54 +230,18 @@ func (c *conn) finishReplay(pending int) {
 	c.signal()
 }
 
-var errConnClosed = errors.New("connection closed")
-
-// inboxPass delivers every pending message from c.inboxNext on and returns
-// how many it delivered.
-func (c *conn) inboxPass() (int, error) {
-	n := 0
-	for {
-		c.mu.Lock()
-		from, gone := c.inboxNext, c.tornDown
-		c.mu.Unlock()
-		if gone {
-			return n, errConnClosed
-		}
-		m, err := c.readInbox(from)
-		if errors.Is(err, bus.ErrInboxEmpty) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-		c.mu.Lock()
-		c.inboxNext = m.Seq + 1
-		if m.MsgID != "" {
-			c.inboxAcks[m.MsgID] = m.Seq
-			if c.replaying {
-				c.replayed[m.MsgID] = struct{}{}
-			}
-		}
-		c.mu.Unlock()
-		if !c.sendPaced(m.Frame) {
-			return n, errConnClosed
-		}
-		c.s.m.replayed.Inc()
-		n++
-	}
-}
-
-// readInbox reads the node's next pending message at or after from. A
-// failing read (the stream's leader is being elected, say) is retried for
-// up to InboxReadGrace from the start of the first failed attempt, so a
-// failover shorter than the grace costs the client a delay, not a
-// reconnect. It returns errConnClosed if the connection ends meanwhile.
-func (c *conn) readInbox(from uint64) (bus.InboxMsg, error) {
+// read reads the node's next pending message at or after from. A failing
+// read (the stream's leader is being elected, say) is retried for up to
+// InboxReadGrace from the start of the first failed attempt, so a failover
+// shorter than the grace costs the clients a delay, not a reconnect. It
+// returns errInboxStopped if the node's last connection here ends
+// meanwhile.
+func (in *nodeInbox) read(from uint64) (bus.InboxMsg, error) {
 	var deadline time.Time // zero until a read fails
 	var lastErr error
 	pause := inboxRetryMin
 	for {
-		start := c.s.now()
+		start := in.s.now()
 		timeout := inboxReadTimeout
 		if !deadline.IsZero() {
 			left := deadline.Sub(start)
@@ -149,37 +250,67 @@ func (c *conn) readInbox(from uint64) (bus.InboxMsg, error) {
 			}
 			timeout = min(timeout, left)
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, timeout)
-		m, err := c.s.inbox.Next(ctx, c.id.NodeID, from)
-		cancel()
+		m, err := in.next(from, timeout)
 		if err == nil || errors.Is(err, bus.ErrInboxEmpty) {
 			return m, err
 		}
-		if c.ctx.Err() != nil {
-			return m, errConnClosed
+		if in.ctx.Err() != nil {
+			return m, errInboxStopped
 		}
 		lastErr = err
 		if deadline.IsZero() {
-			deadline = start.Add(c.s.cfg.InboxReadGrace)
+			deadline = start.Add(in.s.cfg.InboxReadGrace)
 		}
-		left := deadline.Sub(c.s.now())
+		left := deadline.Sub(in.s.now())
 		if left <= 0 {
 			return m, err
 		}
-		c.s.log.Debug("read inbox failed; retrying", "node", c.id.NodeID, "in", min(pause, left), "grace_left", left, "err", err)
+		in.s.log.Debug("read inbox failed; retrying", "node", in.node, "in", min(pause, left), "grace_left", left, "err", err)
 		t := time.NewTimer(min(pause, left))
 		select {
 		case <-t.C:
-		case <-c.ctx.Done():
+		case <-in.ctx.Done():
 			t.Stop()
-			return m, errConnClosed
+			return m, errInboxStopped
 		}
 		pause = min(2*pause, inboxRetryMax)
 	}
 }
 
-// sendPaced queues b once the queue is at most half full, so a replay of
-// any length follows the client's pace instead of tripping the 4009 cap.
+// next makes one inbox read, once one of the edge's MaxInboxReads slots is
+// free; timeout bounds the read, not the wait for a slot (a busy edge makes
+// reads wait, it does not make them fail).
+func (in *nodeInbox) next(from uint64, timeout time.Duration) (bus.InboxMsg, error) {
+	select {
+	case in.s.hub.reads <- struct{}{}:
+	case <-in.ctx.Done():
+		return bus.InboxMsg{}, errInboxStopped
+	}
+	defer func() { <-in.s.hub.reads }()
+	in.s.hub.readStarted()
+	defer in.s.hub.reading.Add(-1)
+	ctx, cancel := context.WithTimeout(in.ctx, timeout)
+	defer cancel()
+	return in.s.inbox.Next(ctx, in.node, from)
+}
+
+// readStarted counts an inbox read and keeps the peak of reads in flight.
+func (h *hub) readStarted() {
+	h.readCount.Add(1)
+	n := h.reading.Add(1)
+	for {
+		peak := h.readPeak.Load()
+		if n <= peak || h.readPeak.CompareAndSwap(peak, n) {
+			return
+		}
+	}
+}
+
+// InboxReads counts the inbox reads this edge has made since it started.
+func (s *Server) InboxReads() int64 { return s.hub.readCount.Load() }
+
+// sendPaced queues b once the queue is at most half full, so a long
+// session sync follows the client's pace instead of tripping the 4009 cap.
 func (c *conn) sendPaced(b []byte) bool {
 	for {
 		c.mu.Lock()

@@ -19,8 +19,13 @@ func TestRateLimiter(t *testing.T) {
 		{"burst then refuse", 10, 3, []int{0, 0, 0, 0}, []verdict{allow, allow, allow, refuse}, time.Second},
 		{"refills at the rate", 10, 1, []int{0, 50, 100, 150, 200}, []verdict{allow, refuse, allow, refuse, allow}, time.Second},
 		{"refill never exceeds the burst", 10, 2, []int{0, 5000, 5000, 5000}, []verdict{allow, allow, allow, refuse}, time.Second},
-		{"a token ends a run of refusals", 1, 1, []int{0, 10, 500, 990, 1010, 1020}, []verdict{allow, refuse, refuse, refuse, allow, refuse}, time.Second},
+		{"a quiet second ends a run of refusals", 10, 1, []int{0, 10, 500, 600, 1700, 1705, 1800, 1805},
+			[]verdict{allow, refuse, allow, allow, allow, refuse, allow, refuse}, 1500 * time.Millisecond},
 		{"a run of refusals lasting the grace", 1, 1, []int{0, 100, 400, 600}, []verdict{allow, refuse, refuse, disconnect}, 500 * time.Millisecond},
+		{"a steady flood stays over the rate between trickling tokens", 10, 2, []int{0, 0, 50, 100, 150, 200, 250, 300, 350},
+			[]verdict{allow, allow, refuse, allow, refuse, allow, refuse, allow, disconnect}, 250 * time.Millisecond},
+		{"tokens between refusals do not end the run", 10, 2, []int{0, 0, 50, 300, 300, 350},
+			[]verdict{allow, allow, refuse, allow, allow, disconnect}, 250 * time.Millisecond},
 		{"disabled", 0, 0, []int{0, 0, 0}, []verdict{allow, allow, allow}, time.Second},
 	}
 	for _, c := range cases {

@@ -82,6 +82,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	if deps.NATS == nil || deps.Keys == nil {
 		return nil, errors.New("edge: NATS and Keys are required")
 	}
@@ -103,7 +104,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.log = s.log.With("edge", cfg.ID)
-	s.hub = newHub(deps.NATS, subj, s.log)
+	s.hub = newHub(deps.NATS, subj, s.log, hubLimits{maxConns: cfg.MaxConns, perNode: cfg.MaxConnsPerNode,
+		single: cfg.SingleConnection, inboxReads: cfg.MaxInboxReads})
 	if deps.Metrics == nil {
 		deps.Metrics = NewRegistry()
 	}
@@ -136,7 +138,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.presSub, err = bus.ServePresence(s.nc, s.subj, s.cfg.ID, s.hub.holds); err != nil {
 		return err
 	}
-	if s.sendSub, err = s.router.ServeSend(s.cfg.MaxFrameBytes, s.cfg.maxJSONDepth()); err != nil {
+	if s.sendSub, err = s.router.ServeSend(s.cfg.MaxFrameBytes, s.cfg.MaxJSONDepth); err != nil {
 		return err
 	}
 	for i := range dispatchers {
@@ -281,9 +283,12 @@ func (s *Server) goBackground(f func()) {
 	}()
 }
 
+// info is what the edge announces. A full edge (ALLSPARK_MAX_CONNS) is
+// announced as draining, so /v1/connect offers only edges that take
+// connections; it is announced normally again once it has room.
 func (s *Server) info() bus.EdgeInfo {
 	return bus.EdgeInfo{ID: s.cfg.ID, WSURL: s.cfg.wsURL(), ProxyURL: s.cfg.ProxyURL,
-		Connections: int(s.hub.count.Load()), Draining: s.draining.Load()}
+		Connections: int(s.hub.count.Load()), Draining: s.draining.Load() || s.hub.full()}
 }
 
 func (s *Server) announce(ctx context.Context) error {

@@ -148,7 +148,7 @@ func (c *conn) streamSync(f frame) {
 	if left == 0 {
 		left = defaultSyncLimit
 	}
-	left = min(left, c.s.cfg.syncMaxLimit())
+	left = min(left, c.s.cfg.SyncMaxLimit)
 	after := f.afterSeq
 	for left > 0 {
 		ctx, cancel := context.WithTimeout(c.ctx, syncReadTimeout)

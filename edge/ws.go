@@ -28,6 +28,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "edge is not accepting connections")
 		return
 	}
+	if err := s.hub.admissible(id.NodeID); err != nil {
+		s.refuseConn(w, r, id, err)
+		return
+	}
 	// Interest comes first: the device is recorded and the node's
 	// subscription is active at the server before the handshake completes, so
 	// a message sent to this node as soon as it is connected finds it.
@@ -41,11 +45,21 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(s, id)
-	first, err := s.hub.add(c)
+	first, replaced, err := s.hub.add(c)
+	if err != nil {
+		c.cancel() // never registered: nothing else will end it
+	}
+	if errors.Is(err, errEdgeFull) || errors.Is(err, errNodeFull) {
+		s.refuseConn(w, r, id, err)
+		return
+	}
 	if err != nil {
 		s.log.Error("register connection", "node", id.NodeID, "err", err)
 		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "cannot register connection")
 		return
+	}
+	for _, old := range replaced {
+		old.requestClose(allspark.CloseReplaced, "replaced")
 	}
 	c.setSessions(memberships)
 	if err := s.nc.FlushTimeout(5 * time.Second); err != nil {
@@ -67,13 +81,37 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	_ = socket.SetReadDeadline(s.now().Add(readTimeout(s.cfg.PingInterval)))
 	go c.writeLoop()
 	go socket.ReadLoop()
-	c.syncInbox()
+	c.inbox.nudge()
 	if first {
 		s.announcePresence(id.NodeID, true, memberships)
 	}
 	if s.draining.Load() { // Shutdown began while we were registering
 		c.closeAfterFrame(s.reconnectFrame, allspark.CloseGoingAway, "edge shutting down")
 	}
+}
+
+// refuseConn answers an upgrade past a connection limit. An edge full is
+// 503 unavailable for every client (like a draining edge: /v1/connect
+// offers another one). A node past its limit gets 409 conflict, or, for a
+// browser (which cannot read the status of a failed upgrade), an upgrade
+// closed at once with 4011 and the reason; see refuseWS.
+func (s *Server) refuseConn(w http.ResponseWriter, r *http.Request, id auth.Identity, why error) {
+	if errors.Is(why, errEdgeFull) {
+		s.log.Debug("connection refused: edge full", "node", id.NodeID, "max_conns", s.cfg.MaxConns)
+		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "edge full")
+		return
+	}
+	s.log.Debug("connection refused: node at its limit", "node", id.NodeID, "max_conns_per_node", s.cfg.MaxConnsPerNode)
+	const reason = "too many connections for this node"
+	if r.Header.Get("Origin") == "" {
+		writeError(w, http.StatusConflict, allspark.CodeConflict, reason)
+		return
+	}
+	socket, err := s.upgrade(w, r)
+	if err != nil {
+		return // gws has answered the handshake error
+	}
+	s.closeRefused(socket, allspark.CloseReplaced, reason)
 }
 
 // upgrade hijacks the connection and hands gws a batchConn around it, so
