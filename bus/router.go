@@ -3,9 +3,11 @@ package bus
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -62,6 +64,7 @@ type Store interface {
 // a goroutine of its own, and the number and bytes of copies in flight are
 // bounded; past the bound a copy fails at once with "overloaded".
 type Router struct {
+	rand         io.Reader // msg_id entropy
 	nc           *nats.Conn
 	req          *Requester
 	subj         Subjects
@@ -109,6 +112,9 @@ type RouterDeps struct {
 	// BackendQueue bounds the allspark.send requests waiting for the
 	// backend worker (default 1024); past it they are answered "overloaded".
 	BackendQueue int
+	// Rand is the entropy of msg_ids (default crypto/rand.Reader): a
+	// client learns msg_ids, so none may be guessable from another.
+	Rand io.Reader
 	// Hooks, for metrics; each may be nil and must not block.
 	OnOutcome func(allspark.Sent) // every answer to a send
 	OnStored  func(copies int)    // inbox copies made durable
@@ -119,7 +125,7 @@ func NewRouter(d RouterDeps) *Router {
 	ctx, cancel := context.WithCancel(context.Background())
 	queue := cmp.Or(d.StoreQueue, defaultStoreQueue)
 	r := &Router{nc: d.NATS, req: d.Requester, subj: d.Subjects, devices: d.Devices, store: d.Store,
-		sessions: d.Sessions, history: d.History, now: d.Now, log: d.Log, hooks: d,
+		sessions: d.Sessions, history: d.History, now: d.Now, log: d.Log, hooks: d, rand: cmp.Or[io.Reader](d.Rand, rand.Reader),
 		storeTimeout: cmp.Or(d.StoreTimeout, defaultStoreTimeout),
 		budget:       storeBudget{maxCount: int64(queue), maxBytes: cmp.Or(d.StoreQueueBytes, defaultStoreQueueBytes)},
 		// Every admitted message holds at least one unit of the budget
@@ -133,8 +139,18 @@ func NewRouter(d RouterDeps) *Router {
 	return r
 }
 
-// NewMsgID returns a new time-ordered message id.
-func (r *Router) NewMsgID() string { return ulid.Make().String() }
+// NewMsgID returns a new message id: a ULID whose 80 random bits come
+// from the router's entropy source, never from math/rand (ulid.Make's
+// monotonic source is seeded from the clock, so one id predicts the next).
+// A failing injected source falls back to the operating system's CSPRNG.
+func (r *Router) NewMsgID() string {
+	id, err := ulid.New(ulid.Timestamp(r.now()), r.rand)
+	if err != nil {
+		r.log.Error("msg_id entropy source failed; using crypto/rand", "err", err)
+		id = ulid.MustNew(ulid.Timestamp(r.now()), rand.Reader)
+	}
+	return id.String()
+}
 
 // Send routes m and calls done exactly once with the outcome. m's
 // destination must be valid; Send fills MsgID (if empty) and TS. Deliveries
