@@ -19,6 +19,9 @@ var (
 	ErrInboxEmpty = errors.New("inbox empty")
 	// ErrInboxFull: the node's inbox holds MaxPerNode messages; nothing more is accepted for it.
 	ErrInboxFull = errors.New("inbox full")
+	// ErrStorageFull: the inbox stream holds MaxBytes (or the servers have no
+	// room); nothing more is accepted until messages are acknowledged or expire.
+	ErrStorageFull = errors.New("inbox storage full")
 )
 
 // HeaderInbox marks a nudge on a node subject: "your inbox has something
@@ -35,6 +38,17 @@ type InboxConfig struct {
 	// keep it at least the router's StoreQueue (default 16384).
 	AttemptTimeout time.Duration
 	MaxInFlight    int
+	// MaxBytes caps all pending messages together (0: no cap but the
+	// servers'); past it stores fail with ErrStorageFull, and nothing
+	// stored is dropped to make room.
+	MaxBytes int64
+	// Undelivered events (one per stored message, for push workers) are
+	// kept at most EventsMaxAge and EventsMaxBytes, the oldest dropped
+	// first: a lost event costs a notification, never a message. With
+	// NoEvents none are published (no push worker consumes them).
+	EventsMaxAge   time.Duration
+	EventsMaxBytes int64
+	NoEvents       bool
 }
 
 // Inbox keeps the messages a node has not acknowledged, in one JetStream
@@ -54,6 +68,7 @@ type Inbox struct {
 	subj        Subjects
 	stream      jetstream.Stream
 	undelivered string
+	noEvents    bool // no undelivered events: no push worker consumes them
 	log         *slog.Logger
 }
 
@@ -102,6 +117,7 @@ func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfi
 		Replicas:             max(cfg.Replicas, 1),
 		MaxAge:               cfg.MaxAge,
 		MaxMsgsPerSubject:    cfg.MaxPerNode,
+		MaxBytes:             cmp.Or(cfg.MaxBytes, -1),
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
 		Duplicates:           2 * time.Minute,
@@ -116,13 +132,15 @@ func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfi
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(cfg.Replicas, 1),
 		Retention:   jetstream.WorkQueuePolicy,
-		MaxAge:      cfg.MaxAge,
+		MaxAge:      cmp.Or(cfg.EventsMaxAge, cfg.MaxAge),
+		MaxBytes:    cmp.Or(cfg.EventsMaxBytes, -1),
+		Discard:     jetstream.DiscardOld,
 		Duplicates:  2 * time.Minute,
 	}); err != nil {
 		return nil, fmt.Errorf("open undelivered stream: %w", err)
 	}
 	return &Inbox{nc: nc, js: js, events: events, attempt: attempt, subj: subj, stream: st,
-		undelivered: subj.Undelivered(), log: log}, nil
+		undelivered: subj.Undelivered(), noEvents: cfg.NoEvents, log: log}, nil
 }
 
 // Append implements Store: it appends frame to nodeID's inbox (once per
@@ -137,11 +155,14 @@ func (i *Inbox) Append(nodeID, msgID string, frame []byte) func(context.Context)
 			HeaderMsgID:           []string{msgID},
 		}}
 	}
-	wait := durablePublish(i.js, msg, i.attempt, isInboxFull)
+	wait := durablePublish(i.js, msg, i.attempt, func(err error) bool { return isInboxFull(err) || isStorageFull(err) })
 	return func(ctx context.Context) error {
 		if _, err := wait(ctx); err != nil {
-			if isInboxFull(err) {
+			switch {
+			case isInboxFull(err):
 				return ErrInboxFull
+			case isStorageFull(err):
+				return ErrStorageFull
 			}
 			return fmt.Errorf("append to inbox: %w", err)
 		}
@@ -156,18 +177,32 @@ func isInboxFull(err error) bool {
 	return strings.Contains(err.Error(), "maximum messages per subject exceeded")
 }
 
+// isStorageFull reports JetStream's refusal past the stream's MaxBytes, or
+// for lack of room on the servers: a retry can only fill the budget.
+func isStorageFull(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "maximum bytes exceeded") || strings.Contains(s, "insufficient resources")
+}
+
 // stored runs after a message is durable in nodeID's inbox.
 func (i *Inbox) stored(nodeID, msgID, dedup string, frame []byte) {
+	if !i.noEvents {
+		i.queueEvent(nodeID, msgID, dedup, frame)
+	}
+	nudge := &nats.Msg{Subject: i.subj.Node(nodeID), Header: nats.Header{HeaderInbox: []string{"1"}}}
+	if err := i.nc.PublishMsg(nudge); err != nil {
+		i.log.Warn("nudge node after store", "node", nodeID, "err", err)
+	}
+}
+
+// queueEvent announces a stored message on the undelivered work queue.
+func (i *Inbox) queueEvent(nodeID, msgID, dedup string, frame []byte) {
 	ev, _ := json.Marshal(UndeliveredEvent{NodeID: nodeID, MsgID: msgID, Message: frame})
 	// The message is safe whatever happens here: a lost event costs a push
 	// notification, never a message. The async error handler logs failures.
 	if _, err := i.events.PublishMsgAsync(&nats.Msg{Subject: i.undelivered, Data: ev,
 		Header: nats.Header{jetstream.MsgIDHeader: []string{dedup}}}, jetstream.WithStallWait(asyncStallWait)); err != nil {
 		i.log.Error("queue undelivered event", "node", nodeID, "msg_id", msgID, "err", err)
-	}
-	nudge := &nats.Msg{Subject: i.subj.Node(nodeID), Header: nats.Header{HeaderInbox: []string{"1"}}}
-	if err := i.nc.PublishMsg(nudge); err != nil {
-		i.log.Warn("nudge node after store", "node", nodeID, "err", err)
 	}
 }
 

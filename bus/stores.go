@@ -115,8 +115,11 @@ func (r *Router) awaitStores(f *fanout, waits []func(context.Context) error) []a
 			continue
 		}
 		code := allspark.CodeUnavailable
-		if errors.Is(err, ErrInboxFull) {
+		switch {
+		case errors.Is(err, ErrInboxFull):
 			code = allspark.CodeInboxFull
+		case errors.Is(err, ErrStorageFull):
+			code = allspark.CodeOverloaded
 		}
 		failed = append(failed, allspark.TargetFailure{Node: f.unreached[i], Code: code})
 		r.log.Warn("store message", "node", f.unreached[i], "msg_id", f.m.MsgID, "err", err)

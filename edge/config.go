@@ -51,6 +51,17 @@ type Config struct {
 	// inbox is rejected with inbox_full; stored messages are never dropped
 	// to make room.
 	InboxMaxPerNode int64 `env:"INBOX_MAX_PER_NODE" envDefault:"10000"`
+	// InboxMaxBytes caps all pending messages together (the stream's
+	// MaxBytes): past it a store fails and the sender is answered rejected
+	// "overloaded"; nothing stored is dropped to make room. One node holds
+	// at most InboxMaxPerNode × MaxFrameBytes.
+	InboxMaxBytes int64 `env:"INBOX_MAX_BYTES" envDefault:"4294967296"`
+	// Undelivered events (for push workers) are kept UndeliveredTTL and
+	// UndeliveredMaxBytes, the oldest dropped first (a lost event costs a
+	// notification, not a message); UndeliveredEvents=false publishes none.
+	UndeliveredEvents   bool          `env:"UNDELIVERED_EVENTS" envDefault:"true"`
+	UndeliveredTTL      time.Duration `env:"UNDELIVERED_TTL" envDefault:"24h"`
+	UndeliveredMaxBytes int64         `env:"UNDELIVERED_MAX_BYTES" envDefault:"268435456"`
 	// HistoryTTL and HistoryMaxPerSession bound session history; older
 	// messages can no longer be synced.
 	HistoryTTL           time.Duration `env:"HISTORY_TTL" envDefault:"720h"`
@@ -180,6 +191,12 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			bad(name, "must be a positive duration, got %s", d)
 		}
+	}
+	if c.InboxMaxBytes < 0 {
+		bad("INBOX_MAX_BYTES", "must be 0 (no cap but the servers') or positive, got %d", c.InboxMaxBytes)
+	}
+	if c.UndeliveredTTL < 0 || c.UndeliveredMaxBytes < 0 {
+		bad("UNDELIVERED_TTL", "UNDELIVERED_TTL and UNDELIVERED_MAX_BYTES must not be negative, got %s and %d", c.UndeliveredTTL, c.UndeliveredMaxBytes)
 	}
 	if c.InboxMaxPerNode < 1 {
 		bad("INBOX_MAX_PER_NODE", "must be positive, got %d", c.InboxMaxPerNode)

@@ -192,7 +192,8 @@ func (s *Server) openStores(ctx context.Context) error {
 		{"inbox", func(ctx context.Context) (err error) {
 			s.inbox, err = bus.OpenInbox(ctx, s.nc, s.subj, bus.InboxConfig{
 				Replicas: s.cfg.StreamReplicas, MaxAge: s.cfg.InboxTTL, MaxPerNode: s.cfg.InboxMaxPerNode,
-				AttemptTimeout: s.cfg.StoreAttemptTimeout, MaxInFlight: s.cfg.StoreQueue,
+				AttemptTimeout: s.cfg.StoreAttemptTimeout, MaxInFlight: s.cfg.StoreQueue, MaxBytes: s.cfg.InboxMaxBytes,
+				EventsMaxAge: s.cfg.UndeliveredTTL, EventsMaxBytes: s.cfg.UndeliveredMaxBytes, NoEvents: !s.cfg.UndeliveredEvents,
 			}, s.log)
 			return err
 		}},

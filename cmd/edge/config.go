@@ -66,6 +66,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return cfg, fmt.Errorf("ALLSPARK_LISTEN: %w", err)
 	}
+	if cfg.embedded() && !cfg.Push.Enabled() && getenv(envPrefix+"UNDELIVERED_EVENTS") == "" {
+		// The all-in-one edge runs the only push worker there can be, and
+		// there is none: an event per stored message would be a second copy
+		// of it that nobody reads.
+		cfg.UndeliveredEvents = false
+	}
 	if cfg.DevTokens && cfg.AuthJWKSFile != "" {
 		return cfg, errors.New("ALLSPARK_DEV_TOKENS: refused with ALLSPARK_AUTH_JWKS_FILE; auth_keys are then signed by your private key, which an edge never holds")
 	}
