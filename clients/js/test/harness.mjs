@@ -89,6 +89,8 @@ export class Edge {
       ALLSPARK_AUTH_SECRET: secret,
       ALLSPARK_EDGE_ID: this.name,
       ALLSPARK_LOG_LEVEL: 'warn',
+      // Several edges run on this host: each picks its own ops port.
+      ALLSPARK_OPS_LISTEN: '127.0.0.1:0',
       ...this.extraEnv,
     };
     if (this.devMode) delete env.ALLSPARK_AUTH_SECRET;
