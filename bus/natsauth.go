@@ -9,6 +9,7 @@ import (
 
 	"github.com/allspark-rt/allspark/internal/secretfile"
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Role is what a NATS user may do on an AllSpark cluster.
@@ -56,7 +57,13 @@ func serverUsers(users []NATSUser, prefix string) ([]*server.User, error) {
 		if u.Name == "" || u.Password == "" {
 			return nil, fmt.Errorf("nats user %q: name and password are required", u.Name)
 		}
-		su := &server.User{Username: u.Name, Password: u.Password}
+		// The server keeps only a bcrypt hash, like a password file would:
+		// nothing in its memory or its config dumps is a usable password.
+		hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.DefaultCost)
+		if err != nil {
+			return nil, fmt.Errorf("nats user %q: hash password: %w", u.Name, err)
+		}
+		su := &server.User{Username: u.Name, Password: string(hash)}
 		switch u.Role {
 		case RoleService:
 		case RoleBackend:
