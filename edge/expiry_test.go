@@ -43,7 +43,7 @@ func TestConnectionClosedWhenKeyExpires(t *testing.T) {
 			if code := cl.WaitClose(t, 15*time.Second); code != allspark.CloseAuthExpired {
 				t.Fatalf("close code %d, want %d", code, allspark.CloseAuthExpired)
 			}
-			if early := keyExp.Sub(time.Now()); early > 100*time.Millisecond {
+			if early := time.Until(keyExp); early > 100*time.Millisecond {
 				t.Fatalf("closed %s before the key expired", early)
 			}
 		})
