@@ -24,7 +24,8 @@ func TestPartialRunNeverWritesCommittedResults(t *testing.T) {
 	}{
 		{nil, committedResults, ""},
 		{[]string{"-scenario", "all", "-duration", "20s"}, committedResults, ""},
-		{[]string{"-scenario", "a,b,c,d,e,seed", "-systems", "all"}, committedResults, ""},
+		{[]string{"-scenario", "a,b,c,d,e,storm,big,seed", "-systems", "all"}, committedResults, ""},
+		{[]string{"-scenario", "a,b,c,d,e,seed", "-systems", "all"}, partialResults, ""},
 		{[]string{"-scenario", "seed"}, partialResults, ""},
 		{[]string{"-scenario", "seed", "-duration", "1s"}, partialResults, ""},
 		{[]string{"-systems", "allspark,nats"}, partialResults, ""},
@@ -63,7 +64,7 @@ func TestDurationIsHonouredOrRefused(t *testing.T) {
 		t.Fatalf("seed with -duration 5s: %+v %v", o, err)
 	}
 
-	for _, args := range [][]string{{"-scenario", "d", "-duration", "5s"}, {"-scenario", "d,e", "-duration", "1s"}} {
+	for _, args := range [][]string{{"-scenario", "d", "-duration", "5s"}, {"-scenario", "d,e", "-duration", "1s"}, {"-scenario", "storm,big", "-duration", "1s"}} {
 		if _, err := parseOptions(args, io.Discard); err == nil || !strings.Contains(err.Error(), "-duration does not apply") {
 			t.Errorf("%v: err %v, want a refusal", args, err)
 		}
@@ -83,7 +84,8 @@ func TestDurationIsHonouredOrRefused(t *testing.T) {
 // A misspelt scenario or system is an error, not an empty run that
 // writes an empty table.
 func TestUnknownSelectionIsRefused(t *testing.T) {
-	for _, args := range [][]string{{"-scenario", "sed"}, {"-scenario", ","}, {"-systems", "allspark,centrifuge"}, {"extra"}} {
+	for _, args := range [][]string{{"-scenario", "sed"}, {"-scenario", ","}, {"-systems", "allspark,centrifuge"}, {"extra"},
+		{"-idle", "10k"}, {"-idle", "0"}, {"-big", "100001"}, {"-storm", "0"}} {
 		if _, err := parseOptions(args, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}
