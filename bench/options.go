@@ -18,7 +18,7 @@ import (
 func allScenarios() []string {
 	return []string{"a", "b", "c", "d", "e", "storm", "big", "seed"}
 }
-func allSystems() []string   { return []string{"allspark", "nats", "centrifugo"} }
+func allSystems() []string { return []string{"allspark", "nats", "centrifugo"} }
 
 // untimed reports the scenarios that do a fixed amount of work, so
 // -duration does not apply to them.

@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // storm is the reconnect storm: n clients connected (and synced) on edge A,
@@ -115,8 +115,6 @@ func (h *harness) storm(want int) (result, error, string) {
 
 // stormBudget bounds the wait for everyone to be back.
 const stormBudget = 2 * time.Minute
-
-
 
 type stormState struct {
 	n            int
