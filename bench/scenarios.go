@@ -211,10 +211,10 @@ func allsparkSystemOn(srv *server, base, sendBase, destField string) *system {
 
 // natsSystem is the near-limit reference: core NATS pub/sub, one
 // connection per client, no acks, no storage.
-func natsSystem(srv *server, addr string) *system {
-	return &system{name: "NATS core", srv: srv, base: addr,
+func natsSystem(srv *server, url string) *system {
+	return &system{name: "NATS core", srv: srv, base: url,
 		connect: func(id string, channels []string, col *collector, _ func([]byte)) (func(), error) {
-			nc, err := nats.Connect("nats://"+addr, nats.SetCustomDialer(dialerFor(id)))
+			nc, err := nats.Connect(url, nats.SetCustomDialer(dialerFor(id)))
 			if err != nil {
 				return nil, err
 			}
@@ -229,7 +229,7 @@ func natsSystem(srv *server, addr string) *system {
 			return nc.Close, nil
 		},
 		sender: func(i int, col *collector) (func(dest, key string) error, func() <-chan struct{}, func(), error) {
-			nc, err := nats.Connect("nats://" + addr)
+			nc, err := nats.Connect(url)
 			if err != nil {
 				return nil, nil, nil, err
 			}

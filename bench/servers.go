@@ -174,18 +174,15 @@ func startAllSpark(ctx context.Context, dir, bin string) (*server, string, error
 	return s, base, nil
 }
 
-// startNATS runs a plain nats-server (the embedded-nats binary, no JetStream use).
+// startNATS runs a plain nats-server (the embedded-nats binary, no
+// JetStream use), with a random service password like any AllSpark NATS;
+// it returns the URL carrying it.
 func startNATS(ctx context.Context, dir, bin string) (*server, string, error) {
-	addr := "127.0.0.1:" + strconv.Itoa(freePort())
-	s, err := startProc(dir, "nats", nil, bin, "-name", "bench", "-listen", addr, "-store", filepath.Join(dir, "nats-store"))
+	creds, err := newNATSCreds()
 	if err != nil {
 		return nil, "", err
 	}
-	if err := waitTCP(ctx, addr); err != nil {
-		s.stop()
-		return nil, "", err
-	}
-	return s, addr, nil
+	return startNATSProc(ctx, dir, bin, "nats", creds)
 }
 
 const centrifugoAPIKey = "bench-api-key"
