@@ -70,7 +70,7 @@ func writeResults(dir, md string, results []result) error {
 	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(md), 0o644); err != nil {
 		return fmt.Errorf("write results: %w", err)
 	}
-	return nil
+	return writePlots(dir, results)
 }
 
 func machine() string {

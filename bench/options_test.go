@@ -104,3 +104,37 @@ func TestWriteResults(t *testing.T) {
 		t.Fatalf("md %q (%v), json %q (%v)", md, err1, js, err2)
 	}
 }
+
+// A full set of rows gives three SVG charts; a run with no idle rows still
+// writes an (empty, labelled) RSS chart, so the README's links never break.
+func TestWritePlots(t *testing.T) {
+	dir := t.TempDir()
+	rs := []result{
+		{Scenario: "a: 1:1 random pairs, 200 clients, max rate", System: "AllSpark", Rate: 34467, P50: 55, P90: 100, P99: 148},
+		{Scenario: "a: 1:1 random pairs, 200 clients, max rate", System: "NATS core", Rate: 350072, P50: 25, P90: 57, P99: 112},
+		{Scenario: "a: 1:1 across two edges on one NATS, 200 clients, max rate", System: "AllSpark, 2 edges", Rate: 30000, P50: 0.6, P90: 4, P99: 19},
+		{Scenario: "d: store 20000 then replay on reconnect", System: "raw JetStream", Rate: 31796, P50: 345, P90: 579, P99: 632},
+		{Scenario: "e: 10000 idle connections", System: "AllSpark", KBPerConn: 25.8},
+		{Scenario: "e: 10000 idle connections", System: "NATS core", KBPerConn: 36.9},
+		{Scenario: "storm: 20000 clients", System: "AllSpark, 2 edges", Note: "failed: x"},
+	}
+	if err := writePlots(dir, rs); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range plotFiles {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil || !strings.Contains(string(b), "<svg") {
+			t.Fatalf("%s: %v %.100q", f, err, b)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "throughput.svg")); !strings.Contains(string(b), "a: 1:1 across 2 edges") || !strings.Contains(string(b), "100k") {
+		t.Errorf("throughput chart lacks a category or its log ticks")
+	}
+	empty := t.TempDir()
+	if err := writePlots(empty, rs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(empty, "rss.svg")); !strings.Contains(string(b), "no data in this run") {
+		t.Errorf("empty RSS chart does not say so")
+	}
+}
