@@ -77,6 +77,11 @@ func (h *harness) runScenarios() {
 			h.each("e", func(sys *system) (result, error) { return idle(h.ctx, sys, want, n, why) })
 		}
 	}
+	if o.scenarios["ops"] && o.systems["allspark"] {
+		for _, r := range h.opsCosts() {
+			h.add(r, nil, r.Scenario)
+		}
+	}
 	if o.scenarios["storm"] && o.systems["allspark"] {
 		h.add(h.storm(o.storm))
 	}

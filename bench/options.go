@@ -16,14 +16,14 @@ import (
 // run of all of them is a full run: only a full run writes the committed
 // table.
 func allScenarios() []string {
-	return []string{"a", "b", "c", "d", "e", "storm", "big", "seed"}
+	return []string{"a", "b", "c", "d", "e", "ops", "storm", "big", "seed"}
 }
 func allSystems() []string { return []string{"allspark", "nats", "centrifugo"} }
 
 // untimed reports the scenarios that do a fixed amount of work, so
 // -duration does not apply to them.
 func untimed(scenario string) bool {
-	return scenario == "d" || scenario == "e" || scenario == "storm" || scenario == "big"
+	return scenario == "d" || scenario == "e" || scenario == "ops" || scenario == "storm" || scenario == "big"
 }
 
 const (
@@ -56,7 +56,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	scen := fs.String("scenario", "all", "comma-separated: "+strings.Join(allScenarios(), ",")+" or all")
-	dur := fs.Duration("duration", 20*time.Second, "length of each timed run (a, b, c, seed; d, e, storm and big are untimed)")
+	dur := fs.Duration("duration", 20*time.Second, "length of each timed run (a, b, c, seed; d, e, ops, storm and big are untimed)")
 	clients := fs.Int("clients", 200, "clients in the 1:1 scenario")
 	idleN := fs.String("idle", "10000,100000", "comma-separated connection counts of the idle scenario e (the harness raises RLIMIT_NOFILE where it may)")
 	storm := fs.Int("storm", 20000, "clients of the reconnect storm (scenario storm)")

@@ -24,7 +24,7 @@ func TestPartialRunNeverWritesCommittedResults(t *testing.T) {
 	}{
 		{nil, committedResults, ""},
 		{[]string{"-scenario", "all", "-duration", "20s"}, committedResults, ""},
-		{[]string{"-scenario", "a,b,c,d,e,storm,big,seed", "-systems", "all"}, committedResults, ""},
+		{[]string{"-scenario", "a,b,c,d,e,ops,storm,big,seed", "-systems", "all"}, committedResults, ""},
 		{[]string{"-scenario", "a,b,c,d,e,seed", "-systems", "all"}, partialResults, ""},
 		{[]string{"-scenario", "seed"}, partialResults, ""},
 		{[]string{"-scenario", "seed", "-duration", "1s"}, partialResults, ""},
