@@ -141,6 +141,21 @@ func (h *harness) opsCosts() []result {
 	run("a 1:1 message to an offline node (stored)", 0, func(i int) string {
 		return msg("dest_id", fmt.Sprintf("off%03d", i%100), fmt.Sprintf("off-%d", i))
 	})
+	// Replay: the offline nodes come online on edge B and read it all back.
+	got0 := col.received.Load()
+	before = settleNATS()
+	for i := range 100 {
+		if err := connect(bases[1], fmt.Sprintf("off%03d", i)); err != nil {
+			return fail("replay", err)
+		}
+	}
+	_ = waitFor(ctx, time.Minute, func() bool { return col.received.Load()-got0 >= opsMessages })
+	after = settleNATS()
+	replayed := col.received.Load() - got0
+	connects := after.minus(before)
+	rows = append(rows, result{Scenario: "ops: NATS cost of replaying a stored message (100 connects included)", System: sys,
+		Sent: opsMessages, Promised: opsMessages, Delivered: replayed, Lost: max(0, opsMessages-replayed),
+		Note: "per replayed message: " + connects.per(max(replayed, 1))})
 	run("a session message to 20 members on 2 edges", 20, func(i int) string { return msg("dest_session_id", "ops", fmt.Sprintf("sess-%d", i)) })
 	return rows
 }
