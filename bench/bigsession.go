@@ -62,6 +62,7 @@ func (h *harness) bigSession(want int) []result {
 		return nil
 	})
 	jcancel()
+	allsparkHTTP.CloseIdleConnections() // their descriptors go to the members
 	el := time.Since(start)
 	members := int(joined.Load()) + 1
 	joinRow.Sent, joinRow.Promised, joinRow.Delivered = int64(n-1), joined.Load(), joined.Load()

@@ -121,7 +121,7 @@ func TestWritePlots(t *testing.T) {
 	if err := writePlots(dir, rs); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range plotFiles {
+	for _, f := range plotFiles() {
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil || !strings.Contains(string(b), "<svg") {
 			t.Fatalf("%s: %v %.100q", f, err, b)

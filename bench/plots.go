@@ -18,7 +18,7 @@ import (
 // log10(value/floor), with ticks labelled in the real unit.
 
 // plotFiles names the charts writePlots makes, for the README.
-var plotFiles = []string{"throughput.svg", "latency.svg", "rss.svg"}
+func plotFiles() []string { return []string{"throughput.svg", "latency.svg", "rss.svg"} }
 
 // writePlots draws the charts of rs into dir.
 func writePlots(dir string, rs []result) error {
