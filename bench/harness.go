@@ -83,7 +83,8 @@ func (h *harness) runScenarios() {
 		}
 	}
 	if o.scenarios["storm"] && o.systems["allspark"] {
-		h.add(h.storm(o.storm))
+		r, err := h.storm(o.storm)
+		h.add(r, err, r.Scenario)
 	}
 	if o.scenarios["big"] && o.systems["allspark"] {
 		for _, r := range h.bigSession(o.big) {

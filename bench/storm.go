@@ -25,7 +25,7 @@ import (
 // its counters can be read exactly: subscriptions, messages published by
 // clients, JetStream API requests; a wiretap subscription on ">" breaks
 // the published messages down by subject.
-func (h *harness) storm(want int) (result, error, string) {
+func (h *harness) storm(want int) (result, error) {
 	what := fmt.Sprintf("storm: %d clients, their edge killed, all reconnect to the other edge", want)
 	r := result{Scenario: what, System: "AllSpark, 2 edges"}
 	n, why := fit(want)
@@ -33,27 +33,27 @@ func (h *harness) storm(want int) (result, error, string) {
 	defer cancel()
 	creds, err := newNATSCreds()
 	if err != nil {
-		return r, err, what
+		return r, err
 	}
 	ns, natsURL, err := startNATSInProcess(h.dir, creds)
 	if err != nil {
-		return r, err, what
+		return r, err
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 	edgeA, baseA, err := startEdge(ctx, h.dir, filepath.Join(h.dir, "edge"), "edge-a", natsURL)
 	if err != nil {
-		return r, err, what
+		return r, err
 	}
 	defer edgeA.stop()
 	edgeB, baseB, err := startEdge(ctx, h.dir, filepath.Join(h.dir, "edge"), "edge-b", natsURL)
 	if err != nil {
-		return r, err, what
+		return r, err
 	}
 	defer edgeB.stop()
 
 	tap, err := newWiretap(natsURL)
 	if err != nil {
-		return r, err, what
+		return r, err
 	}
 	defer tap.close()
 
@@ -66,10 +66,10 @@ func (h *harness) storm(want int) (result, error, string) {
 		clients[i] = c
 		return c.dial(baseA)
 	}); err != nil {
-		return r, fmt.Errorf("connect to edge A: %w", err), what
+		return r, fmt.Errorf("connect to edge A: %w", err)
 	}
 	if err := waitFor(ctx, 5*time.Minute, func() bool { return st.synced.Load() >= int64(n) }); err != nil {
-		return r, fmt.Errorf("%d of %d synced on edge A: %w", st.synced.Load(), n, err), what
+		return r, fmt.Errorf("%d of %d synced on edge A: %w", st.synced.Load(), n, err)
 	}
 	h.logf("storm: %d clients synced on edge A; killing it", n)
 	time.Sleep(2 * time.Second) // registry writes and nudges of the first connect settle
@@ -108,9 +108,9 @@ func (h *harness) storm(want int) (result, error, string) {
 		r.Note += "; " + why
 	}
 	if waitErr != nil {
-		return r, fmt.Errorf("%d of %d back on edge B: %w (edge B's log: %s)", back, n, waitErr, tail(readLog(h.dir, "edge-b"), 800)), what
+		return r, fmt.Errorf("%d of %d back on edge B: %w (edge B's log: %s)", back, n, waitErr, tail(readLog(h.dir, "edge-b"), 800))
 	}
-	return r, nil, what
+	return r, nil
 }
 
 // stormBudget bounds the wait for everyone to be back.
