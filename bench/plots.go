@@ -134,6 +134,9 @@ func rssChart(file string, rs []result) error {
 			continue
 		}
 		c := strings.TrimPrefix(r.Scenario, "e: ")
+		if r.Sent > 0 { // what ran, which the file limit may have capped
+			c = fmt.Sprintf("%d connections", r.Sent)
+		}
 		if !slices.Contains(cats, c) {
 			cats = append(cats, c)
 		}

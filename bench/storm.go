@@ -214,8 +214,10 @@ type wiretap struct {
 }
 
 // tapped lists the subjects the wiretap listens on.
-var tapped = []string{"$JS.>", "$KV.>", "_ALLSPARK_INBOX.>", "_INBOX.>", "allspark.inbox.>", "allspark.session.>",
-	"allspark.live.>", "allspark.events.>", "allspark.presence.>", "allspark.send"}
+func tapped() []string {
+	return []string{"$JS.>", "$KV.>", "_ALLSPARK_INBOX.>", "_INBOX.>", "allspark.inbox.>", "allspark.session.>",
+		"allspark.live.>", "allspark.events.>", "allspark.presence.>", "allspark.send"}
+}
 
 func newWiretap(natsURL string) (*wiretap, error) {
 	nc, err := nats.Connect(natsURL, nats.Name("bench wiretap"))
@@ -223,7 +225,7 @@ func newWiretap(natsURL string) (*wiretap, error) {
 		return nil, fmt.Errorf("wiretap connect: %w", err)
 	}
 	t := &wiretap{nc: nc, counts: map[string]int64{}}
-	for _, subj := range tapped {
+	for _, subj := range tapped() {
 		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
 			k := subjectClass(m.Subject)
 			t.mu.Lock()
