@@ -69,10 +69,27 @@ func (h *harness) runScenarios() {
 		h.fanOutRuns()
 	}
 	if o.scenarios["d"] {
-		h.allsparkOnly("d", func(sys *system) (result, error) { return offlineReplay(h.ctx, sys, 200, 100) })
+		h.replayRuns()
 	}
 	if o.scenarios["e"] {
-		h.each("e", func(sys *system) (result, error) { return idle(h.ctx, sys, o.idle) })
+		for _, want := range o.idle {
+			n, why := fit(want)
+			h.each("e", func(sys *system) (result, error) { return idle(h.ctx, sys, want, n, why) })
+		}
+	}
+	if o.scenarios["ops"] && o.systems["allspark"] {
+		for _, r := range h.opsCosts() {
+			h.add(r, nil, r.Scenario)
+		}
+	}
+	if o.scenarios["storm"] && o.systems["allspark"] {
+		r, err := h.storm(o.storm)
+		h.add(r, err, r.Scenario)
+	}
+	if o.scenarios["big"] && o.systems["allspark"] {
+		for _, r := range h.bigSession(o.big) {
+			h.add(r, nil, r.Scenario)
+		}
 	}
 	if o.scenarios["seed"] {
 		h.seedRun()
@@ -100,6 +117,50 @@ func (h *harness) pointToPointRuns() {
 	h.each(what, func(sys *system) (result, error) {
 		return pointToPoint(h.ctx, sys, what, o.clients, h.maxRate[sys.name]/2, o.duration/2, h.progress(sys.name))
 	})
+	if !o.systems["allspark"] || h.ctx.Err() != nil {
+		return
+	}
+	// The same load with senders on edge 1 and receivers on edge 2: every
+	// message and its ack cross NATS. Its baseline is the NATS core row
+	// above (NATS has no edges to cross).
+	what = fmt.Sprintf("a: 1:1 across two edges on one NATS, %d clients, max rate", o.clients)
+	grp, bases, err := h.twoEdges(h.ctx)
+	if err != nil {
+		h.add(result{Scenario: what, System: "AllSpark, 2 edges"}, err, what)
+		return
+	}
+	sys := allsparkSystemOn(grp, bases[1], bases[0], "dest_id")
+	sys.name = grp.name
+	r, err := pointToPoint(h.ctx, sys, what, o.clients, 0, o.duration, h.progress(sys.name))
+	grp.stop()
+	h.add(r, err, what)
+}
+
+// replayRuns is scenario d: AllSpark's offline store and replay, and raw
+// JetStream doing the same reads (get next message by subject) as the
+// baseline it is a ratio to.
+func (h *harness) replayRuns() {
+	const nodes, perNode = 200, 100
+	h.allsparkOnly("d", func(sys *system) (result, error) { return offlineReplay(h.ctx, sys, nodes, perNode) })
+	if !h.o.systems["allspark"] && !h.o.systems["nats"] || h.ctx.Err() != nil {
+		return
+	}
+	what := fmt.Sprintf("d: store %d then replay on reconnect", nodes*perNode)
+	creds, err := newNATSCreds()
+	if err != nil {
+		h.add(result{Scenario: what, System: "raw JetStream"}, err, what)
+		return
+	}
+	sctx, cancel := context.WithTimeout(h.ctx, 60*time.Second)
+	ns, url, err := startNATSProc(sctx, h.dir, filepath.Join(h.dir, "embedded-nats"), "nats-raw", creds)
+	cancel()
+	if err != nil {
+		h.add(result{Scenario: what, System: "raw JetStream"}, err, what)
+		return
+	}
+	r, err := rawReplay(h.ctx, ns, url, what, nodes, perNode)
+	ns.stop()
+	h.add(r, err, what)
 }
 
 // fanOutRuns is scenario c: one big session, then many small ones.
@@ -194,7 +255,7 @@ func (h *harness) one(name, what string, f func(sys *system) (result, error)) {
 func (h *harness) add(r result, err error, what string) {
 	if err != nil {
 		h.logf("%s: %v", what, err)
-		r.Note = "failed: " + err.Error()
+		r.Note = strings.TrimSuffix("failed: "+err.Error()+"; "+r.Note, "; ")
 	}
 	h.results = append(h.results, r)
 	h.logf("%-44s %-14s %10.0f/s p99 %6.2f ms lost %d", r.Scenario, r.System, r.Rate, r.P99, r.Lost)

@@ -70,7 +70,7 @@ func writeResults(dir, md string, results []result) error {
 	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(md), 0o644); err != nil {
 		return fmt.Errorf("write results: %w", err)
 	}
-	return nil
+	return writePlots(dir, results)
 }
 
 func machine() string {
@@ -90,5 +90,7 @@ func markdown(rs []result) string {
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %.0f | %.2f | %.2f | %.2f | %.1f | %.0f | %.0f | %s |\n",
 			r.Scenario, r.System, r.Sent, r.Promised, r.Delivered, r.Lost, r.Duplicates, r.Errors, r.Rate, r.P50, r.P90, r.P99, r.Max, r.RSSMB, r.CPU, r.Note)
 	}
+	b.WriteString("\n### Targets of issue 12, against this run\n\n")
+	b.WriteString(targetsTable(rs))
 	return b.String()
 }

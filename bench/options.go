@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -14,12 +15,16 @@ import (
 // allScenarios and allSystems list every one, in the order they run. A
 // run of all of them is a full run: only a full run writes the committed
 // table.
-func allScenarios() []string { return []string{"a", "b", "c", "d", "e", "seed"} }
-func allSystems() []string   { return []string{"allspark", "nats", "centrifugo"} }
+func allScenarios() []string {
+	return []string{"a", "b", "c", "d", "e", "ops", "storm", "big", "seed"}
+}
+func allSystems() []string { return []string{"allspark", "nats", "centrifugo"} }
 
 // untimed reports the scenarios that do a fixed amount of work, so
 // -duration does not apply to them.
-func untimed(scenario string) bool { return scenario == "d" || scenario == "e" }
+func untimed(scenario string) bool {
+	return scenario == "d" || scenario == "e" || scenario == "ops" || scenario == "storm" || scenario == "big"
+}
 
 const (
 	committedResults = "bench/results"         // the full table the README quotes
@@ -30,7 +35,9 @@ type options struct {
 	scenarios map[string]bool
 	duration  time.Duration
 	clients   int
-	idle      int
+	idle      []int // connection counts of scenario e
+	storm     int   // clients of the reconnect storm
+	big       int   // members of the big session
 	systems   map[string]bool
 	out       string
 	cache     string
@@ -48,10 +55,12 @@ func (o options) full() bool {
 func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "all", "comma-separated: a,b,c,d,e,seed or all")
-	dur := fs.Duration("duration", 20*time.Second, "length of each timed run (a, b, c, seed; d and e are untimed)")
+	scen := fs.String("scenario", "all", "comma-separated: "+strings.Join(allScenarios(), ",")+" or all")
+	dur := fs.Duration("duration", 20*time.Second, "length of each timed run (a, b, c, seed; d, e, ops, storm and big are untimed)")
 	clients := fs.Int("clients", 200, "clients in the 1:1 scenario")
-	idleN := fs.Int("idle", 10000, "connections in the idle scenario (100000 needs ulimit -n raised)")
+	idleN := fs.String("idle", "10000,100000", "comma-separated connection counts of the idle scenario e (the harness raises RLIMIT_NOFILE where it may)")
+	storm := fs.Int("storm", 20000, "clients of the reconnect storm (scenario storm)")
+	big := fs.Int("big", 100000, "members of the big session on 2 edges (scenario big; at most 100000, the session cap)")
 	systems := fs.String("systems", strings.Join(allSystems(), ","), "systems to measure")
 	out := fs.String("out", "", "directory for results.md and results.json (default: "+committedResults+
 		" for a full run, "+partialResults+" for any other; a partial run may not write "+committedResults+")")
@@ -67,8 +76,14 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 
-	o := options{duration: *dur, clients: *clients, idle: *idleN, cache: *cache, profile: *profile}
+	o := options{duration: *dur, clients: *clients, storm: *storm, big: *big, cache: *cache, profile: *profile}
 	var err error
+	if o.idle, err = counts("idle", *idleN); err != nil {
+		return options{}, err
+	}
+	if o.storm < 1 || o.big < 2 || o.big > 100_000 {
+		return options{}, fmt.Errorf("-storm must be positive and -big 2..100000, got %d and %d", o.storm, o.big)
+	}
 	if o.scenarios, err = choose("scenario", *scen, allScenarios()); err != nil {
 		return options{}, err
 	}
@@ -109,6 +124,25 @@ func choose(flagName, csv string, known []string) (map[string]bool, error) {
 		return nil, fmt.Errorf("-%s: nothing selected", flagName)
 	}
 	return m, nil
+}
+
+// counts parses a comma-separated list of positive integers.
+func counts(flagName, csv string) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(csv, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-%s: want positive counts, got %q", flagName, s)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-%s: nothing selected", flagName)
+	}
+	return out, nil
 }
 
 // checkDuration refuses an explicit -duration when no chosen scenario is

@@ -24,7 +24,8 @@ func TestPartialRunNeverWritesCommittedResults(t *testing.T) {
 	}{
 		{nil, committedResults, ""},
 		{[]string{"-scenario", "all", "-duration", "20s"}, committedResults, ""},
-		{[]string{"-scenario", "a,b,c,d,e,seed", "-systems", "all"}, committedResults, ""},
+		{[]string{"-scenario", "a,b,c,d,e,ops,storm,big,seed", "-systems", "all"}, committedResults, ""},
+		{[]string{"-scenario", "a,b,c,d,e,seed", "-systems", "all"}, partialResults, ""},
 		{[]string{"-scenario", "seed"}, partialResults, ""},
 		{[]string{"-scenario", "seed", "-duration", "1s"}, partialResults, ""},
 		{[]string{"-systems", "allspark,nats"}, partialResults, ""},
@@ -63,7 +64,7 @@ func TestDurationIsHonouredOrRefused(t *testing.T) {
 		t.Fatalf("seed with -duration 5s: %+v %v", o, err)
 	}
 
-	for _, args := range [][]string{{"-scenario", "d", "-duration", "5s"}, {"-scenario", "d,e", "-duration", "1s"}} {
+	for _, args := range [][]string{{"-scenario", "d", "-duration", "5s"}, {"-scenario", "d,e", "-duration", "1s"}, {"-scenario", "storm,big", "-duration", "1s"}} {
 		if _, err := parseOptions(args, io.Discard); err == nil || !strings.Contains(err.Error(), "-duration does not apply") {
 			t.Errorf("%v: err %v, want a refusal", args, err)
 		}
@@ -83,7 +84,8 @@ func TestDurationIsHonouredOrRefused(t *testing.T) {
 // A misspelt scenario or system is an error, not an empty run that
 // writes an empty table.
 func TestUnknownSelectionIsRefused(t *testing.T) {
-	for _, args := range [][]string{{"-scenario", "sed"}, {"-scenario", ","}, {"-systems", "allspark,centrifuge"}, {"extra"}} {
+	for _, args := range [][]string{{"-scenario", "sed"}, {"-scenario", ","}, {"-systems", "allspark,centrifuge"}, {"extra"},
+		{"-idle", "10k"}, {"-idle", "0"}, {"-big", "100001"}, {"-storm", "0"}} {
 		if _, err := parseOptions(args, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}
@@ -100,5 +102,39 @@ func TestWriteResults(t *testing.T) {
 	js, err2 := os.ReadFile(filepath.Join(dir, "results.json"))
 	if err1 != nil || err2 != nil || !strings.Contains(string(md), "| seed: 2,500 messages") || !strings.Contains(string(js), `"sent": 2500`) {
 		t.Fatalf("md %q (%v), json %q (%v)", md, err1, js, err2)
+	}
+}
+
+// A full set of rows gives three SVG charts; a run with no idle rows still
+// writes an (empty, labelled) RSS chart, so the README's links never break.
+func TestWritePlots(t *testing.T) {
+	dir := t.TempDir()
+	rs := []result{
+		{Scenario: "a: 1:1 random pairs, 200 clients, max rate", System: "AllSpark", Rate: 34467, P50: 55, P90: 100, P99: 148},
+		{Scenario: "a: 1:1 random pairs, 200 clients, max rate", System: "NATS core", Rate: 350072, P50: 25, P90: 57, P99: 112},
+		{Scenario: "a: 1:1 across two edges on one NATS, 200 clients, max rate", System: "AllSpark, 2 edges", Rate: 30000, P50: 0.6, P90: 4, P99: 19},
+		{Scenario: "d: store 20000 then replay on reconnect", System: "raw JetStream", Rate: 31796, P50: 345, P90: 579, P99: 632},
+		{Scenario: "e: 10000 idle connections", System: "AllSpark", KBPerConn: 25.8},
+		{Scenario: "e: 10000 idle connections", System: "NATS core", KBPerConn: 36.9},
+		{Scenario: "storm: 20000 clients", System: "AllSpark, 2 edges", Note: "failed: x"},
+	}
+	if err := writePlots(dir, rs); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range plotFiles() {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil || !strings.Contains(string(b), "<svg") {
+			t.Fatalf("%s: %v %.100q", f, err, b)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "throughput.svg")); !strings.Contains(string(b), "a: 1:1 across 2 edges") || !strings.Contains(string(b), "100k") {
+		t.Errorf("throughput chart lacks a category or its log ticks")
+	}
+	empty := t.TempDir()
+	if err := writePlots(empty, rs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(empty, "rss.svg")); !strings.Contains(string(b), "no data in this run") {
+		t.Errorf("empty RSS chart does not say so")
 	}
 }

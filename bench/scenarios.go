@@ -31,13 +31,16 @@ type result struct {
 	RSSMB      float64 `json:"server_rss_mb"`
 	CPU        float64 `json:"server_cpu_percent"`
 	Note       string  `json:"note,omitempty"`
+	// KBPerConn is scenario e's measure: the server's RSS growth per idle connection.
+	KBPerConn float64 `json:"kb_per_connection,omitempty"`
 }
 
 // system is one server under test, driven the same way for each scenario.
 type system struct {
-	name string
-	srv  *server
-	base string
+	name     string
+	srv      *server
+	base     string
+	sendBase string // AllSpark: where senders connect
 	// connect opens a receiver for user id subscribed to channels (AllSpark:
 	// its node, or the sessions it joined), reporting frames to col.
 	connect func(id string, channels []string, col *collector, answers func([]byte)) (closer func(), err error)
@@ -154,7 +157,12 @@ func tick(col *collector, progress func(*collector)) (stop func()) {
 // allsparkSystem drives the edge over websockets; destField is dest_id
 // (1:1) or dest_session_id (fan-out).
 func allsparkSystem(srv *server, base, destField string) *system {
-	return &system{name: "AllSpark", srv: srv, base: base,
+	return allsparkSystemOn(srv, base, base, destField)
+}
+
+// allsparkSystemOn connects receivers to base and senders to sendBase.
+func allsparkSystemOn(srv *server, base, sendBase, destField string) *system {
+	return &system{name: "AllSpark", srv: srv, base: base, sendBase: sendBase,
 		connect: func(id string, _ []string, col *collector, answers func([]byte)) (func(), error) {
 			c, err := allsparkDial(base, id, id, func(b []byte) {
 				if bytes.HasPrefix(b, []byte(`{"type":"sent"`)) {
@@ -177,7 +185,7 @@ func allsparkSystem(srv *server, base, destField string) *system {
 			for range 32 {
 				slots <- struct{}{}
 			}
-			c, err := allsparkDial(base, fmt.Sprintf("sender%04d", i), fmt.Sprintf("sender%04d", i), func(b []byte) {
+			c, err := allsparkDial(sendBase, fmt.Sprintf("sender%04d", i), fmt.Sprintf("sender%04d", i), func(b []byte) {
 				if !bytes.HasPrefix(b, []byte(`{"type":"sent"`)) {
 					return
 				}
@@ -203,10 +211,10 @@ func allsparkSystem(srv *server, base, destField string) *system {
 
 // natsSystem is the near-limit reference: core NATS pub/sub, one
 // connection per client, no acks, no storage.
-func natsSystem(srv *server, addr string) *system {
-	return &system{name: "NATS core", srv: srv, base: addr,
+func natsSystem(srv *server, url string) *system {
+	return &system{name: "NATS core", srv: srv, base: url,
 		connect: func(id string, channels []string, col *collector, _ func([]byte)) (func(), error) {
-			nc, err := nats.Connect("nats://" + addr)
+			nc, err := nats.Connect(url, nats.SetCustomDialer(dialerFor(id)))
 			if err != nil {
 				return nil, err
 			}
@@ -221,7 +229,7 @@ func natsSystem(srv *server, addr string) *system {
 			return nc.Close, nil
 		},
 		sender: func(i int, col *collector) (func(dest, key string) error, func() <-chan struct{}, func(), error) {
-			nc, err := nats.Connect("nats://" + addr)
+			nc, err := nats.Connect(url)
 			if err != nil {
 				return nil, nil, nil, err
 			}

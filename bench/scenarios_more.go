@@ -106,10 +106,10 @@ func allsparkSessions(base string, sessions, members int) error {
 	return nil
 }
 
-// idle opens n connections that do nothing and reports the server's RSS
-// growth per connection.
-func idle(ctx context.Context, sys *system, n int) (result, error) {
-	r := result{Scenario: fmt.Sprintf("e: %d idle connections", n), System: sys.name}
+// idle opens n connections (of want asked; why says why fewer) that do
+// nothing and reports the server's RSS growth per connection.
+func idle(ctx context.Context, sys *system, want, n int, why string) (result, error) {
+	r := result{Scenario: fmt.Sprintf("e: %d idle connections", want), System: sys.name}
 	col := newCollector()
 	time.Sleep(time.Second)
 	before := sys.srv.rssKB()
@@ -128,7 +128,7 @@ func idle(ctx context.Context, sys *system, n int) (result, error) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				id := fmt.Sprintf("idle%05d", i)
+				id := fmt.Sprintf("idle%06d", i)
 				c, err := sys.connect(id, []string{id}, col, nil)
 				mu.Lock()
 				if err != nil && firstErr == nil {
@@ -156,7 +156,11 @@ func idle(ctx context.Context, sys *system, n int) (result, error) {
 	after := sys.srv.rssKB()
 	r.Sent = int64(len(closers))
 	r.RSSMB = float64(after) / 1024
-	r.Note = fmt.Sprintf("%.1f KB RSS per connection", float64(after-before)/float64(len(closers)))
+	r.KBPerConn = float64(after-before) / float64(len(closers))
+	r.Note = fmt.Sprintf("%.1f KB RSS per connection", r.KBPerConn)
+	if why != "" {
+		r.Note += "; " + why
+	}
 	return r, nil
 }
 

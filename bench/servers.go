@@ -22,7 +22,13 @@ type server struct {
 	cmd   *exec.Cmd
 	done  chan struct{}
 	pprof string // AllSpark: its pprof address
+	// parts, when set, makes this a group (several edges and their NATS):
+	// RSS and CPU are their sums, and stop stops them all.
+	parts []*server
 }
+
+// group is one system made of several processes.
+func group(name string, parts ...*server) *server { return &server{name: name, parts: parts} }
 
 func freePort() int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -50,6 +56,12 @@ func startProc(dir, name string, env []string, bin string, args ...string) (*ser
 }
 
 func (s *server) stop() {
+	if s.parts != nil {
+		for i := len(s.parts) - 1; i >= 0; i-- { // edges before their NATS
+			s.parts[i].stop()
+		}
+		return
+	}
 	_ = s.cmd.Process.Signal(os.Interrupt)
 	select {
 	case <-s.done:
@@ -61,6 +73,13 @@ func (s *server) stop() {
 
 // rssKB is the process's resident memory.
 func (s *server) rssKB() int64 {
+	if s.parts != nil {
+		var sum int64
+		for _, p := range s.parts {
+			sum += p.rssKB()
+		}
+		return sum
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
 		return 0
@@ -76,6 +95,13 @@ func (s *server) rssKB() int64 {
 
 // cpuSeconds is the process's user+system CPU time so far.
 func (s *server) cpuSeconds() float64 {
+	if s.parts != nil {
+		var sum float64
+		for _, p := range s.parts {
+			sum += p.cpuSeconds()
+		}
+		return sum
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
 	if err != nil {
 		return 0
@@ -150,19 +176,15 @@ func startAllSpark(ctx context.Context, dir, bin string) (*server, string, error
 	return s, base, nil
 }
 
-// startNATS runs a plain nats-server (the embedded-nats binary, no JetStream use).
+// startNATS runs a plain nats-server (the embedded-nats binary, no
+// JetStream use), with a random service password like any AllSpark NATS;
+// it returns the URL carrying it.
 func startNATS(ctx context.Context, dir, bin string) (*server, string, error) {
-	addr := "127.0.0.1:" + strconv.Itoa(freePort())
-	// -no-auth: the reference clients connect without credentials (loopback only).
-	s, err := startProc(dir, "nats", nil, bin, "-name", "bench", "-listen", addr, "-store", filepath.Join(dir, "nats-store"), "-no-auth")
+	creds, err := newNATSCreds()
 	if err != nil {
 		return nil, "", err
 	}
-	if err := waitTCP(ctx, addr); err != nil {
-		s.stop()
-		return nil, "", err
-	}
-	return s, addr, nil
+	return startNATSProc(ctx, dir, bin, "nats", creds)
 }
 
 const centrifugoAPIKey = "bench-api-key"
@@ -226,6 +248,9 @@ func tail(s string, n int) string {
 
 // cpuProfile saves a CPU profile of the server taken over d.
 func (s *server) cpuProfile(d time.Duration, file string) error {
+	if s.parts != nil {
+		return s.parts[len(s.parts)-1].cpuProfile(d, file)
+	}
 	if s.pprof == "" {
 		return nil
 	}

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -125,7 +124,7 @@ func TestEdgeFull(t *testing.T) {
 // another client's 1:1 message is delivered within the ack timeout.
 func TestManyConnectionsOfOneNode(t *testing.T) {
 	const attempts, perNode = 2000, 16 // the default
-	raiseFileLimit(t, 2*attempts+256)
+	testutil.RaiseFileLimit(t, 2*attempts+256)
 	c := newCluster(t)
 	e := c.edge("edge-many", func(cfg *edge.Config) { cfg.MaxConnsPerNode = 0 }) // 0: the default
 	alice, bob := c.dial(e, "alice", "alice"), c.dial(e, "bob", "bob")
@@ -269,22 +268,5 @@ func TestInboxReadsBoundedPerEdge(t *testing.T) {
 	}
 	if peak := edge.InboxReadsPeak(e.srv); peak != 1 {
 		t.Fatalf("%d inbox reads in flight at once, want at most ALLSPARK_MAX_INBOX_READS=1", peak)
-	}
-}
-
-// raiseFileLimit makes room for n open files in this process (client and
-// server ends of the test's sockets), as far as the hard limit allows.
-func raiseFileLimit(t *testing.T, n uint64) {
-	t.Helper()
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatalf("getrlimit: %v", err)
-	}
-	if lim.Cur >= n {
-		return
-	}
-	lim.Cur = min(n, lim.Max)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatalf("setrlimit: %v", err)
 	}
 }

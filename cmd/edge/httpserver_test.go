@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/allspark-rt/allspark/internal/testutil"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -61,7 +61,7 @@ func closedByServer(c net.Conn) (string, error) {
 // not what closes them); 2,000 slow connections do not keep the edge from
 // answering, and are all closed too.
 func TestSlowAndIdleConnectionsAreClosed(t *testing.T) {
-	raiseFileLimit(t, 8192)
+	testutil.RaiseFileLimit(t, 8192)
 	e := startEdge(t, map[string]string{
 		"ALLSPARK_LISTEN": "127.0.0.1:0", "ALLSPARK_EMBEDDED_NATS_LISTEN": "127.0.0.1:0", "ALLSPARK_DATA_DIR": t.TempDir(),
 		"ALLSPARK_HTTP_READ_HEADER_TIMEOUT": "1s", "ALLSPARK_HTTP_BODY_TIMEOUT": "1s", "ALLSPARK_HTTP_IDLE_TIMEOUT": "1s",
@@ -179,20 +179,5 @@ func TestWebsocketOutlivesReadTimeout(t *testing.T) {
 	f := ws.Until(t, 30*time.Second, func(f wstest.Frame) bool { return f.Type == "sent" })
 	if f.ID != "late" || f.Error != nil {
 		t.Fatalf("send after the read timeout: %s", f.Raw)
-	}
-}
-
-// raiseFileLimit lifts the soft RLIMIT_NOFILE to want (or the hard limit).
-func raiseFileLimit(t *testing.T, want uint64) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skipf("getrlimit: %v", err)
-	}
-	if lim.Cur >= want {
-		return
-	}
-	lim.Cur = min(want, lim.Max)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < want {
-		t.Skipf("RLIMIT_NOFILE is %d (hard %d), below the %d this test needs: %v", lim.Cur, lim.Max, want, err)
 	}
 }

@@ -5,6 +5,7 @@ package testutil
 import (
 	"context"
 	"fmt"
+	"github.com/allspark-rt/allspark/internal/fdlimit"
 	"io"
 	"log/slog"
 	"net"
@@ -154,4 +155,13 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// RaiseFileLimit lifts the open-file limit to want, or skips the test
+// (saying why) where the machine does not allow that many.
+func RaiseFileLimit(t testing.TB, want uint64) {
+	t.Helper()
+	if got, why := fdlimit.Raise(want); got < want {
+		t.Skipf("needs %d open files: %s", want, why)
+	}
 }
