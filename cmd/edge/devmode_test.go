@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // Dev mode (no secret, embedded NATS) defaults to any origin and dev
@@ -65,52 +60,14 @@ func TestDevModeDefaults(t *testing.T) {
 // The all-in-one dev edge warns about its dev defaults at startup and
 // serves dev tokens to a page on any origin.
 func TestServeDevMode(t *testing.T) {
-	env := envOf(map[string]string{
+	e := startEdge(t, map[string]string{
 		"ALLSPARK_LISTEN": "127.0.0.1:0", "ALLSPARK_EMBEDDED_NATS_LISTEN": "127.0.0.1:0", "ALLSPARK_DATA_DIR": t.TempDir(),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, env, pw); pw.Close() }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("edge did not stop")
-		}
-	}()
-
-	addr, warned := make(chan string, 1), make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`msg="allspark edge ready" listen=(\S+)`)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.Contains(line, "development mode") {
-				warned <- line
-			}
-			if m := re.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("run returned early: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("edge not ready within 30s")
-	}
-	select {
-	case line := <-warned:
-		if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "ALLSPARK_ALLOWED_ORIGINS=*") || !strings.Contains(line, "ALLSPARK_DEV_TOKENS=true") {
-			t.Fatalf("startup warning does not name the dev defaults: %s", line)
-		}
-	default:
-		t.Fatal("no development-mode warning before the edge was ready")
+	base := "http://" + e.addr
+	// Logged before "ready", so it is in the log startEdge collected.
+	line := e.logged("development mode")
+	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "ALLSPARK_ALLOWED_ORIGINS=*") || !strings.Contains(line, "ALLSPARK_DEV_TOKENS=true") {
+		t.Fatalf("startup warning does not name the dev defaults: %q", line)
 	}
 
 	req, _ := http.NewRequest("POST", base+"/v1/dev/token", strings.NewReader(`{"node_id":"page-1"}`))

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 )
@@ -30,34 +27,11 @@ func envOf(m map[string]string) func(string) string {
 // The all-in-one edge starts with no setup but a data dir, serves /healthz
 // and /readyz, and stops cleanly when its context ends.
 func TestServeAllInOne(t *testing.T) {
-	dir := t.TempDir()
-	env := envOf(map[string]string{
-		"ALLSPARK_LISTEN": "127.0.0.1:0", "ALLSPARK_EMBEDDED_NATS_LISTEN": "127.0.0.1:0", "ALLSPARK_DATA_DIR": dir,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, env, pw); pw.Close() }()
-
-	addr := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`msg="allspark edge ready" listen=(\S+)`)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("run returned early: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("edge not ready within 30s")
+	vars := map[string]string{
+		"ALLSPARK_LISTEN": "127.0.0.1:0", "ALLSPARK_EMBEDDED_NATS_LISTEN": "127.0.0.1:0", "ALLSPARK_DATA_DIR": t.TempDir(),
 	}
+	env := envOf(vars)
+	base := "http://" + startEdge(t, vars).addr // stopped, and checked to stop cleanly, at the end
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get(base + path)
 		if err != nil {
@@ -85,15 +59,6 @@ func TestServeAllInOne(t *testing.T) {
 		t.Fatalf("connect with `edge token` key: %d", resp.StatusCode)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("edge did not stop")
-	}
 }
 
 func TestInvalidConfigNamesVariable(t *testing.T) {

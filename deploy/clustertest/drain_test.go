@@ -62,6 +62,20 @@ func TestDrainAfterInboxLeaderKilled(t *testing.T) {
 			defer wg.Done()
 			pending := map[string]string{} // corr id -> dest node
 			sent, draining := 0, false
+			take := func(f wstest.Frame) {
+				dest, ok := pending[f.ID]
+				if f.Type != "sent" || !ok {
+					return
+				}
+				delete(pending, f.ID)
+				answered.Add(1)
+				mu.Lock()
+				statuses[f.Status]++
+				if f.Status == "stored" {
+					stored[f.MsgID] = dest
+				}
+				mu.Unlock()
+			}
 			for {
 				for !draining && sent < perSender && len(pending) < window {
 					dest := fmt.Sprintf("offline%03d", (si*perSender+sent)%offline)
@@ -77,37 +91,14 @@ func TestDrainAfterInboxLeaderKilled(t *testing.T) {
 				}
 				select {
 				case f := <-cl.Frames():
-					switch {
-					case f.Type == "reconnect":
-						draining = true // a client stops sending and waits for its answers
-					case f.Type == "sent":
-						dest, ok := pending[f.ID]
-						if !ok {
-							continue
-						}
-						delete(pending, f.ID)
-						answered.Add(1)
-						mu.Lock()
-						statuses[f.Status]++
-						if f.Status == "stored" {
-							stored[f.MsgID] = dest
-						}
-						mu.Unlock()
-					}
+					// A client stops sending at "reconnect" and waits for its answers.
+					draining = draining || f.Type == "reconnect"
+					take(f)
 				case <-cl.Closed():
-					for drained := false; !drained; {
+					for drained := false; !drained; { // what arrived before the close
 						select {
 						case f := <-cl.Frames():
-							if dest, ok := pending[f.ID]; ok && f.Type == "sent" {
-								delete(pending, f.ID)
-								answered.Add(1)
-								mu.Lock()
-								statuses[f.Status]++
-								if f.Status == "stored" {
-									stored[f.MsgID] = dest
-								}
-								mu.Unlock()
-							}
+							take(f)
 						default:
 							drained = true
 						}
