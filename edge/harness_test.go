@@ -1,7 +1,6 @@
 package edge_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -56,41 +55,20 @@ type testEdge struct {
 	http *httptest.Server
 	nc   *nats.Conn
 	cfg  edge.Config
+	stop func() // edgetest.Edge.Kill
 }
 
 func testConfig(id, publicURL string) edge.Config { return edgetest.Config(id, publicURL) }
 
 // edge starts an edge on the cluster's NATS; mods adjust its config.
 func (c *cluster) edge(id string, mods ...func(*edge.Config)) *testEdge {
-	t := c.t
-	t.Helper()
-	hs := httptest.NewUnstartedServer(nil)
-	cfg := testConfig(id, "http://"+hs.Listener.Addr().String())
-	for _, m := range mods {
-		m(&cfg)
-	}
-	nc, err := nats.Connect(c.url, nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := testutil.Logger(t)
+	c.t.Helper()
+	logger := testutil.Logger(c.t)
 	if c.logs != nil {
 		logger = slog.New(c.logs)
 	}
-	srv, err := edge.New(cfg, edge.Deps{NATS: nc, Keys: c.keys, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	hs.Config.Handler = srv.Handler()
-	hs.Start()
-	e := &testEdge{srv: srv, http: hs, nc: nc, cfg: cfg}
-	t.Cleanup(e.kill)
-	return e
+	e := edgetest.Start(c.t, c.url, c.keys, logger, id, mods...)
+	return &testEdge{srv: e.Srv, http: e.HTTP, nc: e.NC, cfg: e.Cfg, stop: e.Kill}
 }
 
 // inboxLeader names the server leading the inbox stream.
@@ -110,11 +88,7 @@ func inboxLeader(t *testing.T, c *cluster) string {
 }
 
 // kill stops the edge abruptly, as if its process died.
-func (e *testEdge) kill() {
-	e.http.Close()
-	e.srv.Close()
-	e.nc.Close()
-}
+func (e *testEdge) kill() { e.stop() }
 
 func (c *cluster) authKey(node, client string) string {
 	c.t.Helper()

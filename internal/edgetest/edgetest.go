@@ -7,6 +7,7 @@ package edgetest
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -64,18 +65,25 @@ func Config(id, publicURL string) edge.Config {
 // Edge starts an edge on the cluster's NATS; mods adjust its config. It
 // is killed at the end of the test.
 func (c *Cluster) Edge(id string, mods ...func(*edge.Config)) *Edge {
-	t := c.t
+	c.t.Helper()
+	return Start(c.t, c.NS.ClientURL(), c.Keys, testutil.Logger(c.t), id, mods...)
+}
+
+// Start starts an edge named id on the NATS at url, behind an httptest
+// server, with Config's settings adjusted by mods. It is killed at the end
+// of the test.
+func Start(t testing.TB, url string, keys *auth.Keys, log *slog.Logger, id string, mods ...func(*edge.Config)) *Edge {
 	t.Helper()
 	hs := httptest.NewUnstartedServer(nil)
 	cfg := Config(id, "http://"+hs.Listener.Addr().String())
 	for _, m := range mods {
 		m(&cfg)
 	}
-	nc, err := nats.Connect(c.NS.ClientURL(), nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(url, nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := edge.New(cfg, edge.Deps{NATS: nc, Keys: c.Keys, Logger: testutil.Logger(t)})
+	srv, err := edge.New(cfg, edge.Deps{NATS: nc, Keys: keys, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
