@@ -105,6 +105,7 @@ func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfi
 		Retention:   jetstream.WorkQueuePolicy,
 		MaxAge:      cfg.MaxAge,
 		Duplicates:  2 * time.Minute,
+		RePublish:   StoredRepublish(subj), // issue 14: the message.stored lifecycle event
 	}); err != nil {
 		return nil, fmt.Errorf("open undelivered stream: %w", err)
 	}

@@ -55,6 +55,18 @@ type Config struct {
 	// node id without authentication. Development only: cmd/edge refuses it
 	// together with a configured ALLSPARK_AUTH_SECRET.
 	DevTokens bool `env:"DEV_TOKENS"`
+
+	// Issue 14, backends as nodes (edge/services.go; 0 means the default).
+	// ServiceDrainWindow is how many stored messages for a service id are
+	// in flight to its replicas at once while its backlog drains.
+	ServiceDrainWindow int `env:"SERVICE_DRAIN_WINDOW" envDefault:"64"`
+	// Events publishes lifecycle events on allspark.events.> and keeps them
+	// in a stream for EventsTTL (and at most EventsMaxBytes, 0: no limit).
+	Events         bool          `env:"EVENTS" envDefault:"true"`
+	EventsTTL      time.Duration `env:"EVENTS_TTL" envDefault:"24h"`
+	EventsMaxBytes int64         `env:"EVENTS_MAX_BYTES" envDefault:"1073741824"`
+	// PresenceMaxNodes caps the node ids of one presence query.
+	PresenceMaxNodes int `env:"PRESENCE_MAX_NODES" envDefault:"1000"`
 }
 
 // Validate reports the first invalid field by its environment name.
@@ -99,6 +111,7 @@ func (c Config) Validate() error {
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)
 	}
+	errs = append(errs, c.servicesErrors()...)
 	return errors.Join(errs...)
 }
 

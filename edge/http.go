@@ -36,6 +36,7 @@ func (s *Server) routes() {
 	s.sessionRoutes(m)
 	s.pushRoutes(m)
 	s.devRoutes(m)
+	s.presenceRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, allspark.CodeNotFound, "no such endpoint")
 	})

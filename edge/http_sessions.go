@@ -105,6 +105,7 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.nudgeMembership(r.Context(), id.NodeID)
+	s.svc.events.SessionCreated(req.SessionID, id.NodeID)
 	writeJSON(w, http.StatusCreated, map[string]string{"session_id": req.SessionID})
 }
 
@@ -120,6 +121,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.nudgeMembership(r.Context(), id.NodeID)
 	s.announceJoin(req.SessionID, id.NodeID, member)
+	s.svc.events.SessionJoined(req.SessionID, id.NodeID, member)
 	writeJSON(w, http.StatusOK, map[string]string{"session_id": req.SessionID, "member_id": member})
 }
 
@@ -142,6 +144,7 @@ func (s *Server) handleUnjoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.nudgeMembership(r.Context(), id.NodeID)
+	s.svc.events.SessionUnjoined(req.SessionID, id.NodeID)
 	writeJSON(w, http.StatusOK, map[string]string{})
 }
 

@@ -280,13 +280,14 @@ func (s *Server) onlineElsewhere(ctx context.Context, node string) bool {
 // announcePresence tells node's sessions that it came online (its first
 // connection anywhere) or went offline (its last one).
 func (s *Server) announcePresence(node string, online bool, sessions map[string]string) {
-	if len(sessions) == 0 {
+	if len(sessions) == 0 && !s.wantsNodeEvents() {
 		return
 	}
 	s.spawn(func() {
 		if s.onlineElsewhere(context.Background(), node) {
 			return
 		}
+		s.nodeEvent(node, online)
 		for sid, member := range sessions {
 			s.publishPresence(sid, node, member, online)
 		}
