@@ -15,13 +15,15 @@ import (
 	"github.com/allspark-rt/allspark/edge"
 	"github.com/allspark-rt/allspark/internal/envconfig"
 	"github.com/allspark-rt/allspark/push"
+	"github.com/allspark-rt/allspark/webhook"
 )
 
 const envPrefix = envconfig.Prefix
 
 type config struct {
 	edge.Config
-	Push push.Config
+	Push    push.Config
+	Webhook webhook.Config // issue 14: cmd/edge/webhook.go
 
 	Listen             string `env:"LISTEN" envDefault:":8080"`
 	NATSURL            string `env:"NATS_URL"`

@@ -79,7 +79,8 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	defer nc.Close()
 
-	srv, err := edge.New(cfg.Config, edge.Deps{NATS: nc, Keys: keys, Logger: log})
+	reg := edge.NewRegistry() // shared with the webhook forwarder's metrics
+	srv, err := edge.New(cfg.Config, edge.Deps{NATS: nc, Keys: keys, Logger: log, Metrics: reg})
 	if err != nil {
 		return err
 	}
@@ -96,6 +97,12 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		return err
 	}
 	defer stopPush()
+	stopWebhook, err := startWebhook(ctx, cfg, nc, log, reg)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	defer stopWebhook()
 	if cfg.PprofListen != "" {
 		pl, err := net.Listen("tcp", cfg.PprofListen)
 		if err != nil {

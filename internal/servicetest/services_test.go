@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,10 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allspark-rt/allspark/auth"
 	"github.com/allspark-rt/allspark/client"
+	"github.com/allspark-rt/allspark/edge"
 	"github.com/allspark-rt/allspark/internal/testutil"
 	"github.com/allspark-rt/allspark/internal/wstest"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -42,7 +45,8 @@ func (c *cluster) inboxMsgs(t *testing.T, e *testEdge) uint64 {
 // backlog is gone afterwards.
 func TestServiceBacklogDrainsInOrderToLateReplica(t *testing.T) {
 	c := newCluster(t)
-	e1, e2 := c.edge("e1"), c.edge("e2")
+	window := func(cfg *edge.Config) { cfg.ServiceDrainWindow = 3 } // ALLSPARK_SERVICE_DRAIN_WINDOW
+	e1, e2 := c.edge("e1", window), c.edge("e2", window)
 	const senders, per = 4, 50
 	var clients []*wstest.Client
 	for i := range senders {
@@ -263,4 +267,20 @@ func TestServiceReplicasSurviveSIGKILL(t *testing.T) {
 	}
 }
 
-var _ = nats.ErrTimeout
+// Issue 14, bad input: a websocket client cannot claim a service id with
+// an ordinary auth_key.
+func TestWebsocketCannotClaimServiceID(t *testing.T) {
+	c := newCluster(t)
+	e := c.edge("e1")
+	key, err := c.keys.MintAuthKey(auth.Identity{NodeID: "svc:matchmaker"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, resp, err := wstest.DialErr("ws://" + e.http.Listener.Addr().String() + "/v1/ws?auth_key=" + url.QueryEscape(key))
+	if err == nil {
+		t.Fatal("connected as a service id")
+	}
+	if resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("dial as svc:matchmaker: %v %+v", err, resp)
+	}
+}
