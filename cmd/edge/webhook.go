@@ -18,6 +18,9 @@ func startWebhook(ctx context.Context, cfg config, nc *nats.Conn, log *slog.Logg
 	if !cfg.Webhook.Enabled() {
 		return func() {}, nil
 	}
+	if err := cfg.Webhook.Validate(); err != nil {
+		return nil, err
+	}
 	subj, err := bus.NewSubjects(cfg.SubjectPrefix)
 	if err != nil {
 		return nil, err
