@@ -144,6 +144,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			case <-ctx.Done():
 			case <-time.After(time.Second):
 			}
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+				// The stream was recreated: bind again.
+				if err := f.bind(ctx); err != nil && ctx.Err() == nil {
+					return err
+				}
+			}
 			continue
 		}
 		var msgs []jetstream.Msg
