@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/allspark-rt/allspark/bus"
@@ -15,11 +16,12 @@ import (
 // responder. Everything here is started by startServices and stopped by
 // stopServices, so the rest of the edge needs one call each.
 type services struct {
-	events   *bus.Events // nil when ALLSPARK_EVENTS=false
+	events   *bus.Events   // nil when ALLSPARK_EVENTS=false
 	ready    chan struct{} // closed once the events stream and the drainer are up
 	presSub  *nats.Subscription
 	drained  prometheus.Counter
 	presence *prometheus.CounterVec
+	nodeq    nodeEventQueues
 }
 
 // Defaults for edge.Config fields a zero Config (tests, embedders) leaves
@@ -167,11 +169,66 @@ func (s *Server) stopServices() {
 	}
 }
 
-// nodeEvent publishes node.online / node.offline once presence has decided
-// this was the node's first or last connection anywhere.
-func (s *Server) nodeEvent(node string, online bool) {
-	if s.svc.events != nil {
-		s.svc.events.NodePresence(node, online)
+// Node events are decided after a presence scatter-gather, on a goroutine
+// per change, so a quick connect and disconnect could decide out of order.
+// Each change takes a ticket in announce order; decisions are published in
+// ticket order per node.
+const nodeEventShards = 32
+
+type nodeEventQueues struct {
+	shards [nodeEventShards]nodeEventShard
+}
+
+type nodeEventShard struct {
+	mu sync.Mutex
+	q  map[string][]*nodeTicket // guarded by mu: per node, undecided or unpublished changes in announce order
+}
+
+type nodeTicket struct {
+	node             string
+	online           bool
+	decided, publish bool // guarded by the shard's mu
+}
+
+// nodeEventTicket reserves node's next place in its event order; nil when
+// events are off.
+func (s *Server) nodeEventTicket(node string, online bool) *nodeTicket {
+	if s.svc.events == nil {
+		return nil
+	}
+	sh := &s.svc.nodeq.shards[s.hub.hash(node)%nodeEventShards]
+	t := &nodeTicket{node: node, online: online}
+	sh.mu.Lock()
+	if sh.q == nil {
+		sh.q = map[string][]*nodeTicket{}
+	}
+	sh.q[node] = append(sh.q[node], t)
+	sh.mu.Unlock()
+	return t
+}
+
+// resolveNodeEvent records whether t's change is the node's first/last
+// connection anywhere (publish) and publishes every decided change at the
+// head of the node's order.
+func (s *Server) resolveNodeEvent(t *nodeTicket, publish bool) {
+	if t == nil {
+		return
+	}
+	sh := &s.svc.nodeq.shards[s.hub.hash(t.node)%nodeEventShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	t.decided, t.publish = true, publish
+	q := sh.q[t.node]
+	for len(q) > 0 && q[0].decided {
+		if q[0].publish {
+			s.svc.events.NodePresence(q[0].node, q[0].online) // a buffered core publish
+		}
+		q = q[1:]
+	}
+	if len(q) == 0 {
+		delete(sh.q, t.node)
+	} else {
+		sh.q[t.node] = q
 	}
 }
 

@@ -283,11 +283,13 @@ func (s *Server) announcePresence(node string, online bool, sessions map[string]
 	if len(sessions) == 0 && !s.wantsNodeEvents() {
 		return
 	}
+	ticket := s.nodeEventTicket(node, online) // lifecycle events keep this order
 	s.spawn(func() {
-		if s.onlineElsewhere(context.Background(), node) {
+		elsewhere := s.onlineElsewhere(context.Background(), node)
+		s.resolveNodeEvent(ticket, !elsewhere)
+		if elsewhere {
 			return
 		}
-		s.nodeEvent(node, online)
 		for sid, member := range sessions {
 			s.publishPresence(sid, node, member, online)
 		}

@@ -350,3 +350,37 @@ func TestWebhookSignature(t *testing.T) {
 		}
 	}
 }
+
+// Node events are decided after a presence scatter-gather each; a node
+// that connects and disconnects quickly still gets its online/offline
+// events in the order it did so.
+func TestNodeEventsKeepOrderUnderChurn(t *testing.T) {
+	c := newCluster(t)
+	e := c.edge("e1")
+	l := newEventLog()
+	be := c.backend()
+	sub, err := be.Subscribe("allspark.events.node.*", func(m *nats.Msg) {
+		l.add(strings.TrimPrefix(m.Subject, "allspark.events."), m.Data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := be.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const cycles = 20
+	for range cycles {
+		cl := c.dial(e, "churner")
+		cl.Close()
+		// The next connection must be the node's first again.
+		testutil.Eventually(t, 10*time.Second, func() error {
+			if n := e.srv.Connections(); n != 0 {
+				return fmt.Errorf("edge still holds %d connections", n)
+			}
+			return nil
+		})
+	}
+	waitCount(t, "nats", l, bus.EventNodeOffline, cycles)
+	alternates(t, "nats", "churner", l.node("churner"), bus.EventNodeOnline, bus.EventNodeOffline, cycles)
+}
