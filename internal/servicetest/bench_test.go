@@ -22,7 +22,13 @@ import (
 // BenchmarkServiceMessages measures messages/s to a service with 1 and 3
 // in-process replicas: 64 backend senders on allspark.send, each waiting
 // for its "sent" answer (delivered = a replica's handler took it).
-func BenchmarkServiceMessages(b *testing.B) {
+func BenchmarkServiceMessages(b *testing.B) { benchService(b, 0) }
+
+// BenchmarkServiceMessagesSlowHandler is the same with a handler that
+// takes 1 ms (a database write, say), where replicas add throughput.
+func BenchmarkServiceMessagesSlowHandler(b *testing.B) { benchService(b, time.Millisecond) }
+
+func benchService(b *testing.B, work time.Duration) {
 	for _, replicas := range []int{1, 3} {
 		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) {
 			c := newCluster(b)
@@ -37,6 +43,9 @@ func BenchmarkServiceMessages(b *testing.B) {
 					defer wg.Done()
 					_ = client.Serve(ctx, c.backend(), "svc:bench", func(context.Context, *client.ServiceMessage) error {
 						handled.Add(1)
+						if work > 0 {
+							time.Sleep(work) // simulated handler work, not a wait for an event
+						}
 						return nil
 					}, client.WithServiceOptions(client.ServiceOptions{OnSubscribed: func() { close(up) }}))
 				}()
