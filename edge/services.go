@@ -140,10 +140,13 @@ func (s *Server) runServiceStores() {
 }
 
 // retryOpen runs open with a short timeout until it succeeds (true) or ctx
-// ends (false).
+// ends (false, checked between attempts).
 func (s *Server) retryOpen(ctx context.Context, what string, open func(context.Context) error) bool {
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// An attempt is not cut short by the edge stopping: a create the
+		// server is still carrying out when its NATS server shuts down (the
+		// all-in-one edge) would leave the new stream's goroutines behind.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		err := open(actx)
 		cancel()
 		if err == nil {
