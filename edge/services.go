@@ -16,8 +16,8 @@ import (
 // responder. Everything here is started by startServices and stopped by
 // stopServices, so the rest of the edge needs one call each.
 type services struct {
-	events   *bus.Events   // nil when ALLSPARK_EVENTS=false
-	ready    chan struct{} // closed once the events stream and the drainer are up
+	events   *bus.Events // nil when ALLSPARK_EVENTS=false
+	drainer  *bus.ServiceDrainer
 	presSub  *nats.Subscription
 	drained  prometheus.Counter
 	presence *prometheus.CounterVec
@@ -68,12 +68,9 @@ func (c Config) servicesErrors() []error {
 	return errs
 }
 
-// startServices runs after the router is up. It does no JetStream I/O:
-// the events stream and the drain lease bucket are opened in the
-// background, retried like openStores, so a JetStream cluster that is still
-// forming does not hold up the edge's start. Until then, events are
-// published but not kept, and no backlog is drained (replicas ask again).
-func (s *Server) startServices(_ context.Context) error {
+// startServices runs after the router is up. It opens the events stream
+// and the drain lease bucket, each retried like openStores.
+func (s *Server) startServices(ctx context.Context) error {
 	sv := &s.svc
 	sv.drained = prometheus.NewCounter(prometheus.CounterOpts{Name: "allspark_service_backlog_drained_total",
 		Help: "Stored messages for service ids that this edge offered to a replica and the replica acked."})
@@ -81,7 +78,22 @@ func (s *Server) startServices(_ context.Context) error {
 		Help: "Backend presence queries answered by this edge, by transport (nats, http)."}, []string{"via"})
 	s.m.reg.MustRegister(sv.drained, sv.presence)
 	if s.cfg.Events {
+		if err := s.retryOpen(ctx, "events stream", func(ctx context.Context) error {
+			_, err := bus.OpenEventsStream(ctx, s.js, s.subj, bus.EventsConfig{Replicas: s.cfg.StreamReplicas,
+				MaxAge: s.cfg.eventsTTL(), MaxBytes: s.cfg.EventsMaxBytes})
+			return err
+		}); err != nil {
+			return err
+		}
 		sv.events = bus.NewEvents(s.nc, s.subj, s.cfg.ID, s.now, s.log)
+	}
+	if err := s.retryOpen(ctx, "service lease bucket", func(ctx context.Context) (err error) {
+		sv.drainer, err = bus.OpenServiceDrainer(ctx, s.js, s.nc, s.subj, s.inbox, s.req, bus.ServiceDrainConfig{
+			Owner: s.cfg.ID, Replicas: s.cfg.StreamReplicas, Window: s.cfg.serviceDrainWindow(), Retries: 3,
+		}, func(n int) { sv.drained.Add(float64(n)) }, s.log)
+		return err
+	}); err != nil {
+		return err
 	}
 	var err error
 	sv.presSub, err = bus.ServePresenceNodes(s.nc, s.subj, bus.PresenceNodesConfig{
@@ -89,86 +101,38 @@ func (s *Server) startServices(_ context.Context) error {
 		Edges: func() int { return len(s.registry.Live()) },
 		Spawn: func(f func()) { sv.presence.WithLabelValues("nats").Inc(); s.spawn(f) },
 	})
-	if err != nil {
-		return err
-	}
-	sv.ready = make(chan struct{})
-	s.goBackground(s.runServiceStores)
-	return nil
+	return err
 }
 
-// ServicesReady is closed once this edge keeps lifecycle events in their
-// stream and drains service backlogs (both are opened after Start returns).
-func (s *Server) ServicesReady() <-chan struct{} { return s.svc.ready }
-
-// runServiceStores opens what services need, then holds the drainer until
-// the edge stops. It runs on the background group, which Close waits for
-// before it closes the requester the drainer uses.
-func (s *Server) runServiceStores() {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stopped := make(chan struct{})
-	defer close(stopped)
-	go func() {
-		select {
-		case <-s.stop:
-			cancel()
-		case <-stopped:
-		}
-	}()
-	if s.cfg.Events {
-		if !s.retryOpen(ctx, "events stream", func(ctx context.Context) error {
-			_, err := bus.OpenEventsStream(ctx, s.js, s.subj, bus.EventsConfig{Replicas: s.cfg.StreamReplicas,
-				MaxAge: s.cfg.eventsTTL(), MaxBytes: s.cfg.EventsMaxBytes})
-			return err
-		}) {
-			return
-		}
-	}
-	var drainer *bus.ServiceDrainer
-	if !s.retryOpen(ctx, "service lease bucket", func(ctx context.Context) (err error) {
-		drainer, err = bus.OpenServiceDrainer(ctx, s.js, s.nc, s.subj, s.inbox, s.req, bus.ServiceDrainConfig{
-			Owner: s.cfg.ID, Replicas: s.cfg.StreamReplicas, Window: s.cfg.serviceDrainWindow(), Retries: 3,
-		}, func(n int) { s.svc.drained.Add(float64(n)) }, s.log)
-		return err
-	}) {
-		return
-	}
-	close(s.svc.ready)
-	<-ctx.Done()
-	drainer.Close()
-}
-
-// retryOpen runs open with a short timeout until it succeeds (true) or ctx
-// ends (false, checked between attempts).
-func (s *Server) retryOpen(ctx context.Context, what string, open func(context.Context) error) bool {
+// retryOpen runs open with a short timeout until it succeeds or ctx ends:
+// a JetStream cluster that is still forming can leave a create hanging.
+func (s *Server) retryOpen(ctx context.Context, what string, open func(context.Context) error) error {
 	for attempt := 1; ; attempt++ {
-		// An attempt is not cut short by the edge stopping: a create the
-		// server is still carrying out when its NATS server shuts down (the
-		// all-in-one edge) would leave the new stream's goroutines behind.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := open(actx)
 		cancel()
 		if err == nil {
-			return true
+			return nil
 		}
 		if ctx.Err() != nil {
-			return false
+			return fmt.Errorf("open %s: %w", what, err)
 		}
 		s.log.Warn("JetStream not ready; retrying", "open", what, "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
-			return false
+			return fmt.Errorf("open %s: %w", what, err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
 
-// stopServices runs in Close, after the background group has stopped (and
-// with it the drainer) and before the requester closes.
+// stopServices runs in Close before the requester closes.
 func (s *Server) stopServices() {
 	if s.svc.presSub != nil {
 		_ = s.svc.presSub.Unsubscribe()
+	}
+	if s.svc.drainer != nil {
+		s.svc.drainer.Close()
 	}
 }
 

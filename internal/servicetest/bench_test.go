@@ -148,4 +148,3 @@ func BenchmarkWebhookForwarder(b *testing.B) {
 	cancel()
 	<-done
 }
-
