@@ -18,6 +18,7 @@ import (
 type services struct {
 	events   *bus.Events // nil when ALLSPARK_EVENTS=false
 	drainer  *bus.ServiceDrainer
+	ready    chan struct{} // closed once events stream and drainer are open
 	presSub  *nats.Subscription
 	drained  prometheus.Counter
 	presence *prometheus.CounterVec
@@ -69,7 +70,11 @@ func (c Config) servicesErrors() []error {
 }
 
 // startServices runs after the router is up. It opens the events stream
-// and the drain lease bucket, each retried like openStores.
+// and the drain lease bucket with one short attempt each; what a slow
+// JetStream (a cluster still forming) does not open in time is opened in
+// the background, retried, so it does not hold up the edge's start. Until
+// then events are published but not kept, and backlogs wait for the next
+// svcready request.
 func (s *Server) startServices(ctx context.Context) error {
 	sv := &s.svc
 	sv.drained = prometheus.NewCounter(prometheus.CounterOpts{Name: "allspark_service_backlog_drained_total",
@@ -78,22 +83,7 @@ func (s *Server) startServices(ctx context.Context) error {
 		Help: "Backend presence queries answered by this edge, by transport (nats, http)."}, []string{"via"})
 	s.m.reg.MustRegister(sv.drained, sv.presence)
 	if s.cfg.Events {
-		if err := s.retryOpen(ctx, "events stream", func(ctx context.Context) error {
-			_, err := bus.OpenEventsStream(ctx, s.js, s.subj, bus.EventsConfig{Replicas: s.cfg.StreamReplicas,
-				MaxAge: s.cfg.eventsTTL(), MaxBytes: s.cfg.EventsMaxBytes})
-			return err
-		}); err != nil {
-			return err
-		}
 		sv.events = bus.NewEvents(s.nc, s.subj, s.cfg.ID, s.now, s.log)
-	}
-	if err := s.retryOpen(ctx, "service lease bucket", func(ctx context.Context) (err error) {
-		sv.drainer, err = bus.OpenServiceDrainer(ctx, s.js, s.nc, s.subj, s.inbox, s.req, bus.ServiceDrainConfig{
-			Owner: s.cfg.ID, Replicas: s.cfg.StreamReplicas, Window: s.cfg.serviceDrainWindow(), Retries: 3,
-		}, func(n int) { sv.drained.Add(float64(n)) }, s.log)
-		return err
-	}); err != nil {
-		return err
 	}
 	var err error
 	sv.presSub, err = bus.ServePresenceNodes(s.nc, s.subj, bus.PresenceNodesConfig{
@@ -101,32 +91,91 @@ func (s *Server) startServices(ctx context.Context) error {
 		Edges: func() int { return len(s.registry.Live()) },
 		Spawn: func(f func()) { sv.presence.WithLabelValues("nats").Inc(); s.spawn(f) },
 	})
-	return err
-}
-
-// retryOpen runs open with a short timeout until it succeeds or ctx ends:
-// a JetStream cluster that is still forming can leave a create hanging.
-func (s *Server) retryOpen(ctx context.Context, what string, open func(context.Context) error) error {
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := open(actx)
+	if err != nil {
+		return err
+	}
+	var later []serviceStore
+	for _, st := range s.serviceStores() {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := st.open(actx)
 		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("open %s: %w", what, err)
-		}
-		s.log.Warn("JetStream not ready; retrying", "open", what, "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("open %s: %w", what, err)
-		case <-time.After(500 * time.Millisecond):
+		if err != nil {
+			s.log.Warn("JetStream slow; opening in the background", "open", st.what, "err", err)
+			later = append(later, st)
 		}
 	}
+	sv.ready = make(chan struct{})
+	if len(later) == 0 {
+		close(sv.ready)
+		return nil
+	}
+	s.goBackground(func() {
+		if s.openLater(later) {
+			close(sv.ready)
+		}
+	})
+	return nil
 }
 
-// stopServices runs in Close before the requester closes.
+// ServicesReady is closed once the events stream and the service drainer
+// are open: at Start, or later on a slow JetStream.
+func (s *Server) ServicesReady() <-chan struct{} { return s.svc.ready }
+
+type serviceStore struct {
+	what string
+	open func(context.Context) error
+}
+
+func (s *Server) serviceStores() []serviceStore {
+	var out []serviceStore
+	if s.cfg.Events {
+		out = append(out, serviceStore{"events stream", func(ctx context.Context) error {
+			_, err := bus.OpenEventsStream(ctx, s.js, s.subj, bus.EventsConfig{Replicas: s.cfg.StreamReplicas,
+				MaxAge: s.cfg.eventsTTL(), MaxBytes: s.cfg.EventsMaxBytes})
+			return err
+		}})
+	}
+	return append(out, serviceStore{"service lease bucket", func(ctx context.Context) (err error) {
+		// Written here, read by stopServices after the background group
+		// (which may run this) has finished.
+		s.svc.drainer, err = bus.OpenServiceDrainer(ctx, s.js, s.nc, s.subj, s.inbox, s.req, bus.ServiceDrainConfig{
+			Owner: s.cfg.ID, Replicas: s.cfg.StreamReplicas, Window: s.cfg.serviceDrainWindow(), Retries: 3,
+		}, func(n int) { s.svc.drained.Add(float64(n)) }, s.log)
+		return err
+	}})
+}
+
+// openLater retries stores until they open or the edge stops. An attempt
+// is not cut short by the stop: a create the server is still carrying out
+// when its NATS server shuts down would leave the stream's goroutines behind.
+func (s *Server) openLater(stores []serviceStore) (opened bool) {
+	for _, st := range stores {
+		for attempt := 2; ; attempt++ {
+			select {
+			case <-s.stop:
+				return false
+			default:
+			}
+			actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := st.open(actx)
+			cancel()
+			if err == nil {
+				s.log.Info("opened", "what", st.what, "attempt", attempt)
+				break
+			}
+			s.log.Warn("JetStream not ready; retrying", "open", st.what, "attempt", attempt, "err", err)
+			select {
+			case <-s.stop:
+				return false
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+	return true
+}
+
+// stopServices runs in Close, after the background group, before the
+// requester closes.
 func (s *Server) stopServices() {
 	if s.svc.presSub != nil {
 		_ = s.svc.presSub.Unsubscribe()

@@ -107,6 +107,11 @@ func (c *cluster) edge(id string, mods ...func(*edge.Config)) *testEdge {
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case <-srv.ServicesReady():
+	case <-ctx.Done():
+		t.Fatal("edge services (events stream, drainer) not open")
+	}
 	hs.Config.Handler = srv.Handler()
 	hs.Start()
 	e := &testEdge{srv: srv, http: hs, nc: nc, cfg: cfg}
