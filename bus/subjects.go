@@ -5,10 +5,10 @@ package bus
 
 import (
 	"encoding/base64"
-
 	"fmt"
-	"github.com/allspark-rt/allspark"
 	"regexp"
+
+	"github.com/allspark-rt/allspark"
 )
 
 // Token encodes an id for use as one subject token or KV key: base64url
