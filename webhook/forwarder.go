@@ -102,8 +102,9 @@ func (f *Forwarder) bind(ctx context.Context) error {
 			Description: "AllSpark webhook forwarder",
 			AckPolicy:   jetstream.AckAllPolicy,
 			AckWait:     f.cfg.ackWait(),
-			// One batch in flight across every forwarder sharing the
-			// consumer, so batches reach the endpoint in stream order.
+			// At most one batch's worth of events in flight across the
+			// forwarders sharing the consumer; one forwarder posts its
+			// batches in stream order.
 			MaxAckPending: f.cfg.BatchSize,
 			MaxDeliver:    -1,
 		})
