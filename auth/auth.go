@@ -38,6 +38,10 @@ type claims struct {
 	// token was minted for. A connection opened with the token must end by
 	// then: the token admits a connection, the key bounds its life.
 	KeyExp *jwt.NumericDate `json:"kex,omitempty"`
+	// Service, on auth_keys, allows a sub in the service namespace (svc:...).
+	// Without it such a key is refused: a device must not receive, or send
+	// as, a backend service's id.
+	Service bool `json:"svc,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -128,6 +132,9 @@ func (k *Keys) VerifyAuthKey(tok string) (Identity, time.Time, error) {
 	id, c, err := k.verify(key, algs, tok, "")
 	if err != nil {
 		return Identity{}, time.Time{}, err
+	}
+	if allspark.IsServiceID(id.NodeID) && !c.Service {
+		return Identity{}, time.Time{}, fmt.Errorf("%w: sub %q is a service id and the key has no svc claim", ErrInvalid, id.NodeID)
 	}
 	return id, c.ExpiresAt.Time, nil
 }

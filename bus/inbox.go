@@ -136,6 +136,7 @@ func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfi
 		MaxBytes:    cmp.Or(cfg.EventsMaxBytes, -1),
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  2 * time.Minute,
+		RePublish:   StoredRepublish(subj), // issue 14: the message.stored lifecycle event
 	}); err != nil {
 		return nil, fmt.Errorf("open undelivered stream: %w", err)
 	}

@@ -20,9 +20,13 @@ const (
 	// messages and run JetStream, so they may do anything.
 	RoleService Role = "service"
 	// RoleBackend is application backends: they may send messages
-	// (allspark.send), query presence and read lifecycle events, and
-	// nothing else. They cannot read anyone's messages, the inbox, the
-	// session store or the JetStream API.
+	// (allspark.send), query presence (allspark.presence.nodes) and read
+	// lifecycle events (allspark.events.>). They may also be service-node
+	// replicas: receive what is sent to service ids (allspark.svc.*, in a
+	// queue group), answer each such request once (allow_responses), and
+	// ask the edges for a service's backlog (allspark.svcready.*). They
+	// cannot read devices' messages, the inbox, the session store or the
+	// JetStream API: the edges read a service's backlog for it.
 	RoleBackend Role = "backend"
 )
 
@@ -40,12 +44,22 @@ type NATSUser struct {
 }
 
 // BackendPermissions is what RoleBackend may do under subject prefix p:
-// publish requests to p.send and p.presence.*, and subscribe to its own
-// replies (_INBOX.>) and to p.events.>.
+//
+//	publish:   p.send, p.presence.nodes          requests (answers on _INBOX.>)
+//	           p.svcready.*                      "drain my service's backlog"
+//	subscribe: _INBOX.>                          its own replies
+//	           p.events.>                        lifecycle events
+//	           p.svc.*                           messages to service ids (svc:...)
+//	respond:   once to each message it received (the ack of a service message)
+//
+// Service ids have a subject space of their own (p.svc.<b64(id)>) because a
+// base64 token cannot be matched by prefix: a wildcard on p.node.* would
+// hand a backend every device's messages.
 func BackendPermissions(p string) *server.Permissions {
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: []string{p + ".send", p + ".presence.nodes"}},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", p + ".events.>"}},
+		Publish:   &server.SubjectPermission{Allow: []string{p + ".send", p + ".presence.nodes", p + ".svcready.*"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", p + ".events.>", p + ".svc.*"}},
+		Response:  &server.ResponsePermission{MaxMsgs: 1},
 	}
 }
 

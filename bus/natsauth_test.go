@@ -131,3 +131,71 @@ func TestEmbeddedNATSRequiresCredentials(t *testing.T) {
 	default:
 	}
 }
+
+// Issue 14: a backend may be a service replica: receive what is sent to
+// service ids (allspark.svc.*), answer each once even on the edges'
+// private reply prefix, and ask for its backlog (allspark.svcready.*); it
+// still cannot forge messages to a service, answer what it did not
+// receive, or read devices' subjects.
+func TestBackendMayServeServiceIDs(t *testing.T) {
+	ns, err := bus.StartServer(bus.ServerConfig{Name: "svc-auth-test", Listen: "127.0.0.1:0", StoreDir: t.TempDir(),
+		Users: []bus.NATSUser{{Name: "edge", Password: "edge-pw", Role: bus.RoleService}, {Name: "backend", Password: "backend-pw", Role: bus.RoleBackend}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	url := ns.ClientURL()
+	svc, err := nats.Connect(url, nats.UserInfo("edge", "edge-pw"), nats.CustomInboxPrefix(bus.EdgeInboxPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	var v violations
+	be, err := nats.Connect(url, nats.UserInfo("backend", "backend-pw"), nats.ErrorHandler(v.handler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	subj, _ := bus.NewSubjects("allspark")
+	id := "svc:matchmaker"
+	if subj.Node(id) != subj.Service(id) || subj.Node("alice") == subj.Service("alice") {
+		t.Fatalf("service ids must route to the service subject space: %s", subj.Node(id))
+	}
+
+	// Receive and answer, as a replica.
+	if _, err := be.QueueSubscribe(subj.Service(id), bus.ServiceQueue, func(m *nats.Msg) { _ = m.Respond([]byte("+")) }); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{}, 1)
+	if _, err := svc.Subscribe(subj.ServiceReadyAll(), func(*nats.Msg) { ready <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(be.Flush(), svc.Flush()); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := svc.Request(subj.Node(id), []byte(`{"msg_id":"m1"}`), 5*time.Second)
+	if err != nil || string(reply.Data) != "+" {
+		t.Fatalf("replica answer: %v %v", reply, err)
+	}
+	if err := be.Publish(subj.ServiceReady(id), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("backlog request did not reach the edges")
+	}
+
+	// Not allowed: forging a service message, answering on an edge's reply
+	// subject it never received, reading a device's subject.
+	for _, s := range []string{subj.Service(id), bus.EdgeInboxPrefix + ".forged.1", subj.Node("alice")} {
+		if err := be.Publish(s, []byte("+")); err != nil {
+			t.Fatal(err)
+		}
+		v.waitFor(t, `Publish to "`+s+`"`)
+	}
+	if _, err := be.Subscribe(subj.ServiceReadyAll(), func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	v.waitFor(t, `Subscription to "`+subj.ServiceReadyAll()+`"`)
+}

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"regexp"
+
+	"github.com/allspark-rt/allspark"
 )
 
 // Token encodes an id for use as one subject token or KV key: base64url
@@ -46,8 +48,15 @@ func (s Subjects) Prefix() string { return s.prefix }
 // Send is the request subject backends use to send a message.
 func (s Subjects) Send() string { return s.prefix + ".send" }
 
-// Node is where the edges holding a node's connections listen for it.
-func (s Subjects) Node(nodeID string) string { return s.prefix + ".node." + Token(nodeID) }
+// Node is where the edges holding a node's connections listen for it. A
+// service id (svc:...) has its own subject space, where its replicas
+// listen: see Service.
+func (s Subjects) Node(nodeID string) string {
+	if allspark.IsServiceID(nodeID) {
+		return s.Service(nodeID)
+	}
+	return s.prefix + ".node." + Token(nodeID)
+}
 
 // Inbox is the JetStream subject holding a node's pending messages.
 func (s Subjects) Inbox(nodeID string) string { return s.prefix + ".inbox." + Token(nodeID) }

@@ -122,6 +122,18 @@ type Config struct {
 	// MaxInboxReads bounds the inbox reads this edge has in flight at once,
 	// across all its nodes; further reads wait their turn. 0 means the default.
 	MaxInboxReads int `env:"MAX_INBOX_READS" envDefault:"64"`
+
+	// Issue 14, backends as nodes (edge/services.go; 0 means the default).
+	// ServiceDrainWindow is how many stored messages for a service id are
+	// in flight to its replicas at once while its backlog drains.
+	ServiceDrainWindow int `env:"SERVICE_DRAIN_WINDOW" envDefault:"64"`
+	// Events publishes lifecycle events on allspark.events.> and keeps them
+	// in a stream for EventsTTL (and at most EventsMaxBytes, 0: no limit).
+	Events         bool          `env:"EVENTS" envDefault:"true"`
+	EventsTTL      time.Duration `env:"EVENTS_TTL" envDefault:"24h"`
+	EventsMaxBytes int64         `env:"EVENTS_MAX_BYTES" envDefault:"1073741824"`
+	// PresenceMaxNodes caps the node ids of one presence query.
+	PresenceMaxNodes int `env:"PRESENCE_MAX_NODES" envDefault:"1000"`
 }
 
 // Defaults of the limits whose zero value means "the default" (a Config
@@ -133,6 +145,9 @@ const (
 	defaultRateLimitGrace  = 5 * time.Second
 	defaultMaxInboxReads   = 64
 	defaultSyncMaxLimit    = 1000
+	defaultServiceDrain    = 64
+	defaultEventsTTL       = 24 * time.Hour
+	defaultPresenceNodes   = 1000
 )
 
 // withDefaults fills the limits left at zero.
@@ -157,6 +172,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxJSONDepth == 0 {
 		c.MaxJSONDepth = allspark.DefaultMaxJSONDepth
+	}
+	if c.ServiceDrainWindow == 0 {
+		c.ServiceDrainWindow = defaultServiceDrain
+	}
+	if c.EventsTTL == 0 {
+		c.EventsTTL = defaultEventsTTL
+	}
+	if c.PresenceMaxNodes == 0 {
+		c.PresenceMaxNodes = defaultPresenceNodes
 	}
 	return c
 }
@@ -252,6 +276,7 @@ func (c Config) Validate() error {
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)
 	}
+	errs = append(errs, c.servicesErrors()...)
 	return errors.Join(errs...)
 }
 

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -36,6 +35,7 @@ func (s *Server) routes() {
 	s.pushRoutes(m)
 	s.devRoutes(m)
 	demoRoutes(m)
+	s.presenceRoutes(m)
 	m.HandleFunc("/", noRoute(m))
 	s.mux = m
 }
@@ -236,16 +236,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 
 // handleMessages is POST /v1/messages: the HTTP twin of allspark.send.
 func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
-	key, ok := bearer(r)
-	if s.cfg.APIKey == "" || !ok || subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) != 1 {
-		msg := "wrong or missing API key"
-		switch {
-		case s.cfg.APIKey == "":
-			msg = "ALLSPARK_API_KEY is not set on this edge"
-		case !ok:
-			msg = badScheme + " with ALLSPARK_API_KEY"
-		}
-		writeError(w, http.StatusUnauthorized, allspark.CodeUnauthorized, msg)
+	if !s.checkAPIKey(w, r) {
 		return
 	}
 	if !s.started.Load() {

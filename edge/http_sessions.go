@@ -113,6 +113,7 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.nudgeMembership(r.Context(), id.NodeID)
+	s.svc.events.SessionCreated(req.SessionID, id.NodeID)
 	writeJSON(w, http.StatusCreated, map[string]string{"session_id": req.SessionID})
 }
 
@@ -128,9 +129,13 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.nudgeMembership(r.Context(), id.NodeID)
 	// A repeated join changed nothing: the session already saw this member
-	// arrive. An anonymous member has no presence (see presence.go).
-	if joined && !anonymous(id.NodeID, member) {
-		s.announceJoin(req.SessionID, id.NodeID, member)
+	// arrive, and so did the backends. An anonymous member has no presence
+	// (see presence.go); backends, which may know who it is, get the event.
+	if joined {
+		if !anonymous(id.NodeID, member) {
+			s.announceJoin(req.SessionID, id.NodeID, member)
+		}
+		s.svc.events.SessionJoined(req.SessionID, id.NodeID, member)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"session_id": req.SessionID, "member_id": member})
 }
@@ -154,6 +159,7 @@ func (s *Server) handleUnjoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.nudgeMembership(r.Context(), id.NodeID)
+	s.svc.events.SessionUnjoined(req.SessionID, id.NodeID)
 	writeJSON(w, http.StatusOK, map[string]string{})
 }
 

@@ -66,11 +66,14 @@ func (s *Server) announcePresence(node string, online bool, sessions map[string]
 			named++
 		}
 	}
-	if named == 0 {
+	if named == 0 && !s.wantsNodeEvents() {
 		return
 	}
+	ticket := s.nodeEventTicket(node, online) // lifecycle events keep this order
 	s.spawn(func() {
-		if s.onlineElsewhere(context.Background(), node) {
+		elsewhere := s.onlineElsewhere(context.Background(), node)
+		s.resolveNodeEvent(ticket, !elsewhere)
+		if elsewhere {
 			return
 		}
 		for sid, member := range sessions {

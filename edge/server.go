@@ -75,6 +75,7 @@ type Server struct {
 	announceMu     sync.Mutex // serializes announcements with the withdrawal, so no heartbeat re-adds a drained edge
 	stopOnce       sync.Once
 	slowConsumers  atomic.Int64
+	svc            services // issue 14: edge/services.go
 }
 
 // New validates cfg and builds an edge. It does no I/O.
@@ -139,6 +140,9 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	if s.sendSub, err = s.router.ServeSend(s.cfg.MaxFrameBytes, s.cfg.MaxJSONDepth); err != nil {
+		return err
+	}
+	if err := s.startServices(ctx); err != nil {
 		return err
 	}
 	for i := range dispatchers {
@@ -432,6 +436,7 @@ func (s *Server) stopWithin(ctx context.Context, bounded bool) error {
 		wait("background work", func() {
 			s.bg.Wait()
 			s.tasks.close() // after the dispatchers, which start some of this work, have stopped
+			s.stopServices()
 		})
 		if s.req != nil {
 			s.req.Close()

@@ -11,13 +11,15 @@ import (
 	"github.com/allspark-rt/allspark/edge"
 	"github.com/allspark-rt/allspark/internal/envconfig"
 	"github.com/allspark-rt/allspark/push"
+	"github.com/allspark-rt/allspark/webhook"
 )
 
 const envPrefix = envconfig.Prefix
 
 type config struct {
 	edge.Config
-	Push push.Config
+	Push    push.Config
+	Webhook webhook.Config // issue 14: cmd/edge/webhook.go
 
 	// NATS credentials and TLS, public TLS, HTTP timeouts, ops listener.
 	NetConfig
@@ -66,10 +68,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return cfg, fmt.Errorf("ALLSPARK_LISTEN: %w", err)
 	}
-	if cfg.embedded() && !cfg.Push.Enabled() && getenv(envPrefix+"UNDELIVERED_EVENTS") == "" {
+	if cfg.embedded() && !cfg.Push.Enabled() && !cfg.Events && getenv(envPrefix+"UNDELIVERED_EVENTS") == "" {
 		// The all-in-one edge runs the only push worker there can be, and
-		// there is none: an event per stored message would be a second copy
-		// of it that nobody reads.
+		// there is none, nor lifecycle events (message.stored is republished
+		// from these): an event per stored message would be a second copy of
+		// it that nobody reads.
 		cfg.UndeliveredEvents = false
 	}
 	if cfg.DevTokens && cfg.AuthJWKSFile != "" {

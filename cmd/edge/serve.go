@@ -60,7 +60,8 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	defer closeNATS()
 
-	srv, err := edge.New(cfg.Config, edge.Deps{NATS: nc, Keys: keys, Logger: log})
+	reg := edge.NewRegistry() // shared with the webhook forwarder's metrics
+	srv, err := edge.New(cfg.Config, edge.Deps{NATS: nc, Keys: keys, Logger: log, Metrics: reg})
 	if err != nil {
 		return err
 	}
@@ -77,6 +78,12 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		return err
 	}
 	defer stopPush()
+	stopWebhook, err := startWebhook(ctx, cfg, nc, log, reg)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	defer stopWebhook()
 	opsAddr, stopOps, err := startOps(cfg.NetConfig, srv.MetricsHandler(), log)
 	if err != nil {
 		srv.Close()

@@ -2,17 +2,18 @@ package main
 
 import "testing"
 
-// The all-in-one edge without push credentials keeps no undelivered events
-// (nobody would read them) unless asked; a cluster edge keeps them for the
-// push workers it cannot see.
+// The all-in-one edge with neither push credentials nor lifecycle events
+// keeps no undelivered events (nobody would read them) unless asked; a
+// cluster edge keeps them for the push workers it cannot see.
 func TestUndeliveredEventsDefault(t *testing.T) {
 	cases := []struct {
 		name string
 		env  map[string]string
 		want bool
 	}{
-		{"all-in-one without push", map[string]string{}, false},
-		{"all-in-one, asked for", map[string]string{"ALLSPARK_UNDELIVERED_EVENTS": "true"}, true},
+		{"all-in-one without push or lifecycle events", map[string]string{"ALLSPARK_EVENTS": "false"}, false},
+		{"all-in-one with lifecycle events (message.stored)", map[string]string{}, true},
+		{"all-in-one, asked for", map[string]string{"ALLSPARK_EVENTS": "false", "ALLSPARK_UNDELIVERED_EVENTS": "true"}, true},
 		{"cluster edge", map[string]string{"ALLSPARK_NATS_URL": "nats://127.0.0.1:1", "ALLSPARK_AUTH_SECRET": "0123456789abcdef0123"}, true},
 		{"cluster edge, turned off", map[string]string{"ALLSPARK_NATS_URL": "nats://127.0.0.1:1", "ALLSPARK_AUTH_SECRET": "0123456789abcdef0123", "ALLSPARK_UNDELIVERED_EVENTS": "false"}, false},
 	}

@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	logLevel := fs.String("log-level", def("LOG_LEVEL", "info"), "info, or debug for nats-server's notices [ALLSPARK_NATS_LOG_LEVEL]")
 	user := fs.String("user", def("USER", ""), "service user (edges, push workers); generated when unset [ALLSPARK_NATS_USER]")
 	password := fs.String("password", def("PASSWORD", ""), "service user's password; generated when unset [ALLSPARK_NATS_PASSWORD]")
-	backendUser := fs.String("backend-user", def("BACKEND_USER", ""), "backend user (may only send, query presence, read events) [ALLSPARK_NATS_BACKEND_USER]")
+	backendUser := fs.String("backend-user", def("BACKEND_USER", ""), "backend user (may only send, query presence, read events, serve svc: ids) [ALLSPARK_NATS_BACKEND_USER]")
 	backendPassword := fs.String("backend-password", def("BACKEND_PASSWORD", ""), "backend user's password; generated when unset [ALLSPARK_NATS_BACKEND_PASSWORD]")
 	noAuth := fs.Bool("no-auth", def("NO_AUTH", "") == "true", "accept clients without credentials (never on a reachable network) [ALLSPARK_NATS_NO_AUTH=true]")
 	if err := fs.Parse(args); err != nil {
