@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/allspark-rt/allspark"
@@ -66,10 +67,12 @@ type Keys struct {
 type Option func(*Keys) error
 
 // WithJWKSFile verifies auth_keys with the public keys of the JWKS file at
-// path, reloaded when the file changes, instead of the shared secret.
-func WithJWKSFile(path string) Option {
+// path, reloaded when the file changes, instead of the shared secret. A
+// reload that fails keeps the last good keys and is logged to log (which
+// may be nil).
+func WithJWKSFile(path string, log *slog.Logger) Option {
 	return func(k *Keys) error {
-		j, err := openJWKS(path, k.now)
+		j, err := openJWKS(path, k.now, log)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package auth
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ const jwksRecheck = time.Second
 type jwksFile struct {
 	path string
 	now  func() time.Time
+	log  *slog.Logger // may be nil
 
 	mu      sync.Mutex
 	keys    keyfunc.Keyfunc // guarded by mu
@@ -34,8 +36,8 @@ type jwksFile struct {
 	lastErr error           // guarded by mu: the last reload failure, until one succeeds
 }
 
-func openJWKS(path string, now func() time.Time) (*jwksFile, error) {
-	j := &jwksFile{path: path, now: now}
+func openJWKS(path string, now func() time.Time, log *slog.Logger) (*jwksFile, error) {
+	j := &jwksFile{path: path, now: now, log: log}
 	if err := j.reload(); err != nil {
 		return nil, err
 	}
@@ -76,7 +78,11 @@ func (j *jwksFile) keyfunc(t *jwt.Token) (any, error) {
 	j.mu.Lock()
 	if now := j.now(); now.Sub(j.checked) >= jwksRecheck {
 		j.checked = now
-		j.lastErr = j.reload()
+		err := j.reload()
+		if err != nil && (j.lastErr == nil || err.Error() != j.lastErr.Error()) && j.log != nil {
+			j.log.Warn("JWKS file unusable; the last good keys stay in force", "path", j.path, "err", err)
+		}
+		j.lastErr = err
 	}
 	keys := j.keys
 	j.mu.Unlock()
@@ -84,8 +90,8 @@ func (j *jwksFile) keyfunc(t *jwt.Token) (any, error) {
 }
 
 // ReloadError is the last failure to reload the JWKS file, nil when the
-// keys in force match the file (or no JWKS file is used). Operators see it
-// through the edge's logs and readiness.
+// keys in force match the file (or no JWKS file is used). Each new failure
+// is also logged, with the logger given to WithJWKSFile.
 func (k *Keys) ReloadError() error {
 	if k.jwks == nil {
 		return nil

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -9,8 +10,10 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,7 +89,8 @@ func TestJWKSAuthKeys(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "jwks.json")
 	signers := newSigners(t)
 	writeJWKS(t, path, signers...)
-	k, err := auth.NewKeys(secret, clock, auth.WithJWKSFile(path))
+	var logged bytes.Buffer
+	k, err := auth.NewKeys(secret, clock, auth.WithJWKSFile(path, slog.New(slog.NewTextHandler(&logged, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,8 +147,8 @@ func TestJWKSAuthKeys(t *testing.T) {
 	if _, _, err := k.VerifyAuthKey(rotated.mint(t, "alice", exp)); err != nil {
 		t.Fatalf("a broken JWKS file locked users out: %v", err)
 	}
-	if k.ReloadError() == nil {
-		t.Fatal("a broken JWKS file is not reported")
+	if k.ReloadError() == nil || !strings.Contains(logged.String(), "JWKS file unusable") {
+		t.Fatalf("a broken JWKS file is not reported (log: %q)", logged.String())
 	}
 }
 
@@ -153,11 +157,11 @@ func TestJWKSFileRequiredValid(t *testing.T) {
 	for name, content := range map[string]string{"not json": "nope", "no keys": `{"keys":[]}`, "bad key": `{"keys":[{"kty":"RSA","n":"x"}]}`} {
 		path := filepath.Join(dir, name)
 		_ = os.WriteFile(path, []byte(content), 0o600)
-		if _, err := auth.NewKeys(secret, time.Now, auth.WithJWKSFile(path)); err == nil {
+		if _, err := auth.NewKeys(secret, time.Now, auth.WithJWKSFile(path, nil)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := auth.NewKeys(secret, time.Now, auth.WithJWKSFile(filepath.Join(dir, "missing"))); err == nil {
+	if _, err := auth.NewKeys(secret, time.Now, auth.WithJWKSFile(filepath.Join(dir, "missing"), nil)); err == nil {
 		t.Error("missing file accepted")
 	}
 }

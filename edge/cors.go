@@ -90,7 +90,7 @@ func (p originPolicy) allows(origin, host string) bool {
 }
 
 // corsPath reports whether path is an endpoint browsers call. Backend and
-// operator endpoints (/v1/messages, /healthz, /readyz, /metrics) are not:
+// operator endpoints (/v1/messages, /healthz, /readyz; /metrics is on the ops listener) are not:
 // they never send CORS headers and ignore Origin.
 func corsPath(path string) bool {
 	switch path {

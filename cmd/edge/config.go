@@ -45,7 +45,10 @@ func (c config) embedded() bool { return c.NATSURL == "" }
 
 // devMode is the all-in-one edge with a generated secret: no
 // ALLSPARK_AUTH_SECRET and an embedded NATS.
-func (c config) devMode() bool { return c.AuthSecret == "" && c.embedded() }
+// devMode is the all-in-one edge with a generated secret, and auth_keys
+// signed with it (with a JWKS file they are the application's, so dev
+// tokens could not mint any).
+func (c config) devMode() bool { return c.AuthSecret == "" && c.AuthJWKSFile == "" && c.embedded() }
 
 // loadConfig reads ALLSPARK_* through getenv. Errors name the variable.
 func loadConfig(getenv func(string) string) (config, error) {

@@ -40,7 +40,7 @@ func TestAuthJWKSFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := newKeys(cfg, secret)
+	keys, err := newKeys(cfg, secret, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,10 +66,15 @@ func TestAuthJWKSFile(t *testing.T) {
 	if _, err := loadConfig(envOf(env)); err == nil || !strings.Contains(err.Error(), "ALLSPARK_DEV_TOKENS") {
 		t.Fatalf("dev tokens with a JWKS file: %v", err)
 	}
+	// Nor does the all-in-one mode turn them on by default with a JWKS file.
+	devEnv := map[string]string{"ALLSPARK_DATA_DIR": dir, "ALLSPARK_AUTH_JWKS_FILE": path, "ALLSPARK_LISTEN": "127.0.0.1:0"}
+	if cfg, err := loadConfig(envOf(devEnv)); err != nil || cfg.DevTokens {
+		t.Fatalf("all-in-one with a JWKS file: dev tokens %v, err %v", cfg.DevTokens, err)
+	}
 	env["ALLSPARK_DEV_TOKENS"] = ""
 	env["ALLSPARK_AUTH_JWKS_FILE"] = filepath.Join(dir, "missing.json")
 	cfg, _ = loadConfig(envOf(env))
-	if _, err := newKeys(cfg, secret); err == nil || !strings.Contains(err.Error(), "ALLSPARK_AUTH_JWKS_FILE") {
+	if _, err := newKeys(cfg, secret, nil); err == nil || !strings.Contains(err.Error(), "ALLSPARK_AUTH_JWKS_FILE") {
 		t.Fatalf("a missing JWKS file: %v", err)
 	}
 }

@@ -62,10 +62,10 @@ func authSecret(cfg config, create bool, log *slog.Logger) (string, error) {
 
 // newKeys builds the edge's credentials from secret and, when configured,
 // the JWKS file that verifies auth_keys.
-func newKeys(cfg config, secret string) (*auth.Keys, error) {
+func newKeys(cfg config, secret string, log *slog.Logger) (*auth.Keys, error) {
 	var opts []auth.Option
 	if cfg.AuthJWKSFile != "" {
-		opts = append(opts, auth.WithJWKSFile(cfg.AuthJWKSFile))
+		opts = append(opts, auth.WithJWKSFile(cfg.AuthJWKSFile, log))
 	}
 	keys, err := auth.NewKeys(secret, time.Now, opts...)
 	if err != nil {

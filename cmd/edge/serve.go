@@ -45,7 +45,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		log.Warn("!!! development mode (no ALLSPARK_AUTH_SECRET): " + strings.Join(cfg.devDefaults, "; ") +
 			". Setting ALLSPARK_AUTH_SECRET turns these off. !!!")
 	}
-	keys, err := newKeys(cfg, secret)
+	keys, err := newKeys(cfg, secret, log)
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ func runToken(args []string, getenv func(string) string, stdout io.Writer) error
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
-	keys, err := newKeys(cfg, secret)
+	keys, err := newKeys(cfg, secret, nil)
 	if err != nil {
 		return err
 	}
