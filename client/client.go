@@ -40,6 +40,7 @@ type Client struct {
 	ids    atomic.Uint64
 	keyCh  chan struct{} // capacity 1: SetAuthKey was called
 	first  chan error    // capacity 1: the first connection's result
+	done   chan struct{} // closed when the client stops connecting for good
 	once   sync.Once
 
 	mu      sync.Mutex
@@ -93,6 +94,11 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 }
 
+// Done is closed when the client stops connecting for good: after Close,
+// or after the edge replaced its connection (ErrReplaced, reported through
+// OnState).
+func (c *Client) Done() <-chan struct{} { return c.done }
+
 // New builds a client without connecting; Start connects.
 func New(cfg Config) (*Client, error) {
 	if err := cfg.setDefaults(); err != nil {
@@ -100,7 +106,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Client{cfg: cfg, stop: make(chan struct{}), ctx: ctx, cancel: cancel,
-		events: make(chan event, cfg.EventQueue), keyCh: make(chan struct{}, 1), first: make(chan error, 1),
+		events: make(chan event, cfg.EventQueue), keyCh: make(chan struct{}, 1), first: make(chan error, 1), done: make(chan struct{}),
 		key: cfg.AuthKey, base: cfg.URL, up: make(chan struct{}), seen: newDedup(cfg.DedupSize),
 		cursors: map[string]uint64{}}, nil
 }

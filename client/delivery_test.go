@@ -315,3 +315,42 @@ func TestTinyQueues(t *testing.T) {
 		}
 	}
 }
+
+// Close 4011 (replaced, in single-connection mode) ends the client: it does
+// not reconnect and take the node back, which would make two instances of
+// one node replace each other for ever.
+func TestReplacedDoesNotReconnect(t *testing.T) {
+	c := edgetest.New(t)
+	e := c.Edge("edge-a", func(cfg *edge.Config) { cfg.SingleConnection = true })
+	first, second := newRecorder(), newRecorder()
+	firstCl := dial(t, c, "bob", []*edgetest.Edge{e}, first)
+	dial(t, c, "bob", []*edgetest.Edge{e}, second)
+	select {
+	case <-firstCl.Done(): // it stopped connecting: it cannot come back
+	case <-time.After(20 * time.Second):
+		t.Fatal("the replaced client is still connecting after 20s")
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		first.mu.Lock()
+		defer first.mu.Unlock()
+		for _, s := range first.states {
+			if s.State == client.Disconnected && errors.Is(s.Err, client.ErrReplaced) {
+				return nil
+			}
+		}
+		return fmt.Errorf("first connection's states %v, want disconnected with ErrReplaced", first.states)
+	})
+	// A barrier through the node: the second connection still holds it, so
+	// the first did not come back and replace it.
+	alice := dial(t, c, "alice", []*edgetest.Edge{e}, nil)
+	if out := send(t, alice, client.Outgoing{DestID: "bob", Payload: "barrier"}); out.Status != allspark.StatusDelivered {
+		t.Fatalf("barrier %+v", out)
+	}
+	second.waitMessages(t, 1)
+	if n := second.countState(client.Disconnected); n != 0 {
+		t.Fatalf("the second connection was disconnected %d times: the first came back", n)
+	}
+	if n := first.countState(client.Connected); n != 1 {
+		t.Fatalf("the first client connected %d times, want 1", n)
+	}
+}

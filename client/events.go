@@ -68,6 +68,11 @@ var (
 	// ErrUnauthorized: the edge refused the auth_key and no new one was
 	// supplied.
 	ErrUnauthorized = errors.New("auth_key refused")
+	// ErrReplaced: the edge closed the connection with 4011: another
+	// connection of this node took precedence (single-connection mode).
+	// The client does not reconnect, or two instances of one node would
+	// replace each other for ever; Close it, or start a new one on purpose.
+	ErrReplaced = errors.New("replaced by another connection of this node (close 4011)")
 )
 
 // FrameError is reported (OnError) for a frame from the edge that the

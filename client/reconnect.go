@@ -17,6 +17,7 @@ var errUnauthorized = errors.New("unauthorized")
 // until Close.
 func (c *Client) supervise() {
 	defer c.wg.Done()
+	defer close(c.done)
 	attempt := 0
 	state := Connecting
 	var lastErr error
@@ -49,6 +50,11 @@ func (c *Client) supervise() {
 		} else {
 			lastErr = err
 			c.emit(event{err: err})
+		}
+		if code == allspark.CloseReplaced {
+			c.emitState(StateChange{State: Disconnected, Err: ErrReplaced, CloseCode: code})
+			c.reportFirst(ErrReplaced)
+			return
 		}
 		if code == allspark.CloseAuthExpired || errors.Is(err, errUnauthorized) {
 			if !c.refreshKey() {

@@ -14,6 +14,7 @@ import type {
   OutgoingMessage,
   SentFrame,
   SentOutcome,
+  TargetFailure,
   SessionInfo,
   WebSocketCtor,
   WebSocketLike,
@@ -403,6 +404,16 @@ export class AllSparkClient extends Emitter<ClientEvents> {
       this.authFailed(reason, code);
       return;
     }
+    if (code === CloseCode.Replaced) {
+      // Another connection of this node took precedence. Coming back would
+      // replace it in turn, and two instances of one node would replace
+      // each other for ever: stop, and let the app decide.
+      this.emitError(new AllSparkError('replaced', reason || 'replaced by another connection of this node', { closeCode: code }));
+      this.gen++;
+      this.clearTimers();
+      this.setState('disconnected', { code, reason });
+      return;
+    }
     if (code === CloseCode.GoingAway || this.reconnectAfter !== null) {
       const delay = this.reconnectAfter ?? 0;
       this.reconnectAfter = null;
@@ -570,6 +581,7 @@ export class AllSparkClient extends Emitter<ClientEvents> {
       } else {
         const o: SentOutcome = { status: f.status, msgId: String(f.msg_id ?? ''), id: p.id };
         if (typeof f.seq === 'number') o.seq = f.seq;
+        if (Array.isArray(f.failed)) o.failed = f.failed as TargetFailure[];
         p.resolve(o);
       }
     }

@@ -1,7 +1,6 @@
 /**
  * Error codes. The server's codes are the catalog in codes.go (see
- * docs/PROTOCOL.md); the three client-side ones say what the SDK itself
- * decided.
+ * docs/PROTOCOL.md); the client-side ones say what the SDK itself decided.
  */
 export type ErrorCode =
   | 'bad_frame'
@@ -19,6 +18,11 @@ export type ErrorCode =
   | 'forbidden'
   | 'bad_request'
   | 'internal'
+  | 'overloaded'
+  | 'busy'
+  | 'method_not_allowed'
+  /** Client side: the edge closed the connection with 4011; the client does not reconnect. */
+  | 'replaced'
   /** Client side: the connection ended before the edge answered this send; its outcome is unknown. */
   | 'connection_lost'
   /** Client side: the client was closed. */

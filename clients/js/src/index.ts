@@ -14,6 +14,7 @@ export type {
   PresenceEvent,
   SentFrame,
   SentOutcome,
+  TargetFailure,
   SessionInfo,
   StateEvent,
   WebSocketCtor,

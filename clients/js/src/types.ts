@@ -91,6 +91,17 @@ export interface SentOutcome {
   id: string;
   /** A session message's seq in the history. */
   seq?: number;
+  /**
+   * A partial outcome (`dest_client_id`): the targets whose copy was neither
+   * acknowledged nor stored, with why. Absent when every copy arrived.
+   */
+  failed?: TargetFailure[];
+}
+
+/** One target of a partial outcome. */
+export interface TargetFailure {
+  node: string;
+  code: 'inbox_full' | 'unavailable' | 'overloaded' | (string & {});
 }
 
 /** The raw `sent` frame, as the 'sent' event reports it. */
@@ -101,6 +112,7 @@ export interface SentFrame {
   status: 'delivered' | 'stored' | 'rejected';
   error?: { code: string; message?: string };
   seq?: number;
+  failed?: TargetFailure[];
 }
 
 export interface PresenceEvent {

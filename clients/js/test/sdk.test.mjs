@@ -524,6 +524,25 @@ describe('against a fake edge', () => {
     await fake.close();
   });
 
+  test('4011 (replaced by another connection of the node): an error, disconnected, and no reconnect', async () => {
+    const fake = await fakeEdge();
+    const c = track(connect({ url: fake.url, authKey: 'k', backoff: { initialMs: 1, maxMs: 1 } }));
+    await nextEvent(c, 'synced');
+    const states = [];
+    c.on('state', (s) => states.push(s.state));
+    const err = nextEvent(c, 'error', (e) => e.code === 'replaced');
+    fake.sockets[0].close(4011, 'replaced');
+    assert.equal((await err).closeCode, 4011);
+    // The close is handled at once: a client about to reconnect would
+    // already have said 'reconnecting' (as every other close does).
+    await waitFor('the disconnected state', () => states.includes('disconnected'));
+    assert.deepEqual(states, ['disconnected']);
+    assert.equal(c.state, 'disconnected');
+    assert.equal(fake.connects.length, 1);
+    c.close();
+    await fake.close();
+  });
+
   test('4001 for the validation token alone: a plain reconnect with a fresh token, the key is not asked for', async () => {
     const fake = await fakeEdge();
     let asked = 0;

@@ -367,6 +367,16 @@ export class AllSparkClient extends Emitter {
             this.authFailed(reason, code);
             return;
         }
+        if (code === CloseCode.Replaced) {
+            // Another connection of this node took precedence. Coming back would
+            // replace it in turn, and two instances of one node would replace
+            // each other for ever: stop, and let the app decide.
+            this.emitError(new AllSparkError('replaced', reason || 'replaced by another connection of this node', { closeCode: code }));
+            this.gen++;
+            this.clearTimers();
+            this.setState('disconnected', { code, reason });
+            return;
+        }
         if (code === CloseCode.GoingAway || this.reconnectAfter !== null) {
             const delay = this.reconnectAfter ?? 0;
             this.reconnectAfter = null;
@@ -539,6 +549,8 @@ export class AllSparkClient extends Emitter {
                 const o = { status: f.status, msgId: String(f.msg_id ?? ''), id: p.id };
                 if (typeof f.seq === 'number')
                     o.seq = f.seq;
+                if (Array.isArray(f.failed))
+                    o.failed = f.failed;
                 p.resolve(o);
             }
         }
