@@ -236,14 +236,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 
 // handleMessages is POST /v1/messages: the HTTP twin of allspark.send.
 func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
-	if !s.checkAPIKey(w, r) {
-		return
-	}
-	if !s.started.Load() {
-		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "edge is starting")
-		return
-	}
-	body, ok := readBody(w, r, s.cfg.MaxFrameBytes, "ALLSPARK_MAX_FRAME_BYTES")
+	body, ok := s.backendBody(w, r)
 	if !ok {
 		return
 	}

@@ -30,17 +30,23 @@ func (s *Server) checkAPIKey(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// handlePresence is POST /v1/presence: {"nodes":[ids]} answered with each
-// node's online status, the HTTP twin of allspark.presence.nodes.
-func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
+// backendBody checks a backend request (API key, edge started) and reads
+// its body, answering the request itself when it cannot go on.
+func (s *Server) backendBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if !s.checkAPIKey(w, r) {
-		return
+		return nil, false
 	}
 	if !s.started.Load() {
 		writeError(w, http.StatusServiceUnavailable, allspark.CodeUnavailable, "edge is starting")
-		return
+		return nil, false
 	}
-	body, ok := readBody(w, r, s.cfg.MaxFrameBytes, "ALLSPARK_MAX_FRAME_BYTES")
+	return readBody(w, r, s.cfg.MaxFrameBytes, "ALLSPARK_MAX_FRAME_BYTES")
+}
+
+// handlePresence is POST /v1/presence: {"nodes":[ids]} answered with each
+// node's online status, the HTTP twin of allspark.presence.nodes.
+func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.backendBody(w, r)
 	if !ok {
 		return
 	}

@@ -37,6 +37,9 @@ func main() {
 
 type config struct {
 	webhook.Config
+	// ClientAuth: ALLSPARK_NATS_CREDS and TLS to NATS, as for cmd/edge; a
+	// user and password go in ALLSPARK_NATS_URL.
+	bus.ClientAuth
 	NATSURL       string `env:"NATS_URL,required"`
 	SubjectPrefix string `env:"SUBJECT_PREFIX" envDefault:"allspark"`
 	MetricsListen string `env:"METRICS_LISTEN" envDefault:":9092"`
@@ -58,7 +61,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("ALLSPARK_SUBJECT_PREFIX: %w", err)
 	}
-	nc, err := bus.Connect(cfg.NATSURL, "allspark-webhook-worker", log)
+	natsOpts, err := cfg.ClientAuth.Options()
+	if err != nil {
+		return err
+	}
+	nc, err := bus.Connect(cfg.NATSURL, "allspark-webhook-worker", log, natsOpts...)
 	if err != nil {
 		return err
 	}
