@@ -58,7 +58,11 @@ type NATSUser struct {
 func BackendPermissions(p string) *server.Permissions {
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: []string{p + ".send", p + ".presence.nodes", p + ".svcready.*"}},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", p + ".events.>", p + ".svc.*"}},
+		// Node and session events only: message.stored and the push work
+		// queue (events.undelivered) carry the message itself, which a
+		// backend must not read; webhooks deliver message.stored to the
+		// application's own endpoint instead.
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", p + ".events.node.*", p + ".events.session.*", p + ".svc.*"}},
 		Response:  &server.ResponsePermission{MaxMsgs: 1},
 	}
 }

@@ -94,7 +94,8 @@ func TestEmbeddedNATSRequiresCredentials(t *testing.T) {
 	// What a backend must not read: nodes' messages, the edges' private
 	// replies, session and inbox data through the JetStream API.
 	got := make(chan string, 16)
-	for _, subj := range []string{"allspark.node.>", bus.EdgeInboxPrefix + ".>", "$JS.API.>", "allspark.live.>"} {
+	for _, subj := range []string{"allspark.node.>", bus.EdgeInboxPrefix + ".>", "$JS.API.>", "allspark.live.>",
+		"allspark.events.undelivered", "allspark.events.message.stored", "allspark.events.>"} {
 		if _, err := be.Subscribe(subj, func(m *nats.Msg) { got <- m.Subject }); err != nil {
 			t.Fatal(err)
 		}
@@ -109,13 +110,13 @@ func TestEmbeddedNATSRequiresCredentials(t *testing.T) {
 	// A barrier: events are allowed; the server delivers one publisher's
 	// messages in order, so whatever leaked would arrive before it.
 	events := make(chan struct{}, 1)
-	if _, err := be.Subscribe("allspark.events.>", func(*nats.Msg) { events <- struct{}{} }); err != nil {
+	if _, err := be.Subscribe("allspark.events.node.*", func(*nats.Msg) { events <- struct{}{} }); err != nil {
 		t.Fatal(err)
 	}
 	if err := be.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for _, subj := range []string{"allspark.node.Ym9i", bus.EdgeInboxPrefix + ".x.1", "allspark.live.cm9vbQ", "allspark.events.node"} {
+	for _, subj := range []string{"allspark.node.Ym9i", bus.EdgeInboxPrefix + ".x.1", "allspark.live.cm9vbQ", "allspark.events.undelivered", "allspark.events.node.online"} {
 		if err := svc.Publish(subj, []byte("private")); err != nil {
 			t.Fatal(err)
 		}

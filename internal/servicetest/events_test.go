@@ -191,13 +191,23 @@ func TestLifecycleEventsReachNATSAndWebhookInOrder(t *testing.T) {
 	e := c.edge("e1")
 	be := c.backend()
 	natsLog := newEventLog()
-	sub, err := be.Subscribe("allspark.events.>", func(m *nats.Msg) {
+	// The backend role reads node and session events; message.stored (it
+	// carries the message) reaches it through the webhook only, and a
+	// service-role subscriber (the edge's own kind) sees it on NATS.
+	sub, err := c.service().Subscribe("allspark.events.>", func(m *nats.Msg) {
 		natsLog.add(strings.TrimPrefix(m.Subject, "allspark.events."), m.Data)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
+	// The backend role gets the node events itself.
+	beLog := newEventLog()
+	if _, err := be.Subscribe("allspark.events.node.*", func(m *nats.Msg) {
+		beLog.add(strings.TrimPrefix(m.Subject, "allspark.events."), m.Data)
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if err := be.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -213,6 +223,7 @@ func TestLifecycleEventsReachNATSAndWebhookInOrder(t *testing.T) {
 		waitCount(t, "nats", natsLog, bus.EventNodeOnline, i+1)
 		cl.Close()
 		waitCount(t, "nats", natsLog, bus.EventNodeOffline, i+1)
+		waitCount(t, "backend", beLog, bus.EventNodeOffline, i+1)
 	}
 	c.post(t, e, "host", "/v1/sessions?session_id=room")
 	waitCount(t, "webhook", rcv.log, bus.EventSessionCreated, 1)

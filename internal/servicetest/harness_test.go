@@ -73,6 +73,18 @@ func (c *cluster) backend() *nats.Conn {
 	return nc
 }
 
+// service connects as the service role (an edge's or push worker's),
+// closed at cleanup.
+func (c *cluster) service() *nats.Conn {
+	c.t.Helper()
+	nc, err := nats.Connect(bus.NATSUser{Name: svcUser, Password: svcPass}.URL(c.ns.ClientURL()), nats.MaxReconnects(-1))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(nc.Close)
+	return nc
+}
+
 type testEdge struct {
 	srv  *edge.Server
 	http *httptest.Server
