@@ -74,9 +74,13 @@ func OpenHistory(ctx context.Context, nc *nats.Conn, subj Subjects, cfg HistoryC
 // append starts publishing frame to the session's history; wait returns
 // its seq once durable, retrying through failovers until ctx ends.
 func (h *History) append(sessionID, msgID string, frame []byte) func(context.Context) (uint64, error) {
+	// Dedup per session: the stream is shared, and a backend may send one
+	// msg_id to two sessions, which are two messages (as the inbox keys
+	// on msg_id and node).
+	dedup := msgID + ":" + Token(sessionID)
 	wait := durablePublish(h.js, func() *nats.Msg {
 		return &nats.Msg{Subject: h.subj.Session(sessionID), Data: frame,
-			Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}
+			Header: nats.Header{jetstream.MsgIDHeader: []string{dedup}}}
 	}, h.attempt, nil)
 	return func(ctx context.Context) (uint64, error) {
 		ack, err := wait(ctx)

@@ -71,3 +71,40 @@ func TestSessionMessagesGoLiveInSendOrder(t *testing.T) {
 		}
 	}
 }
+
+// One msg_id sent to two sessions (a backend may choose its msg_ids) is two
+// messages: each is appended to its own session's history.
+func TestSameMsgIDInTwoSessions(t *testing.T) {
+	ns := testutil.RunNATS(t)
+	nc := testutil.Connect(t, ns.ClientURL())
+	subj, _ := bus.NewSubjects("allspark")
+	hist, err := bus.OpenHistory(t.Context(), nc, subj, bus.HistoryConfig{Replicas: 1, MaxAge: time.Hour, MaxPerSession: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := bus.NewRequester(nc, 5*time.Second, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bus.NewRouter(bus.RouterDeps{NATS: nc, Requester: req, Subjects: subj, History: hist, Now: time.Now, Log: testutil.Logger(t)})
+	t.Cleanup(func() { req.Close(); r.Close() })
+	seqs := map[string]uint64{}
+	for _, sid := range []string{"room-a", "room-b"} {
+		done := make(chan allspark.Sent, 1)
+		r.Send(context.Background(), &allspark.Message{MsgID: "announce-1", SrcID: "billing", DestSessionID: sid, Payload: json.RawMessage(`"x"`)}, "", nil, func(s allspark.Sent) { done <- s })
+		s := <-done
+		if s.Status != allspark.StatusStored {
+			t.Fatalf("%s: %+v", sid, s)
+		}
+		seqs[sid] = s.Seq
+	}
+	if seqs["room-a"] == seqs["room-b"] {
+		t.Fatalf("both sessions were answered seq %d: the second append was taken for a duplicate", seqs["room-a"])
+	}
+	for sid, seq := range seqs {
+		page, _, err := hist.Range(t.Context(), sid, 0, 10, 1<<20)
+		if err != nil || len(page) != 1 || page[0].Seq != seq {
+			t.Fatalf("%s history %+v (%v), want the message at seq %d", sid, page, err, seq)
+		}
+	}
+}
