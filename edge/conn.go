@@ -467,8 +467,10 @@ func (c *conn) handle(op gws.Opcode, data []byte) {
 	} else {
 		c.s.m.frameIn(f.kind)
 		if f.kind == kindAck {
-			c.ack(f.ackIDs)
-			if f.sessionID != "" {
+			c.ack(f.ackIDs) // never limited: it only releases deliveries
+			// A read cursor is a KV write: it counts against the rate like
+			// any other frame, or a flood of cursor acks would bypass it.
+			if f.sessionID != "" && c.admitFrame(f, true) {
 				c.ackSession(f.sessionID, f.afterSeq)
 			}
 			return

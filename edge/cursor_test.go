@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/allspark-rt/allspark/bus"
+	"github.com/allspark-rt/allspark/edge"
 	"github.com/allspark-rt/allspark/internal/testutil"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -16,7 +17,9 @@ import (
 // acked is the one that stays.
 func TestSessionCursorAcksCoalesce(t *testing.T) {
 	c := newCluster(t)
-	a := c.edge("edge-a")
+	// Cursor acks count against the rate limit (TestCursorAckFloodIsRateLimited);
+	// this test is about what gets past it, so it is off.
+	a := c.edge("edge-a", func(cfg *edge.Config) { cfg.RateLimit = 0 })
 	c.mustCall(a, "POST", "/v1/sessions", "owner", "owner", map[string]any{"session_id": "feed"}, 201)
 	c.mustCall(a, "POST", "/v1/sessions/feed/join", "reader", "reader", nil, 200)
 	reader := c.dial(a, "reader", "reader")

@@ -137,3 +137,44 @@ func TestRateLimitOff(t *testing.T) {
 		}
 	}
 }
+
+// Session read-cursor acks are KV writes: a flood of them counts against
+// ALLSPARK_RATE_LIMIT like any frame (answered rate_limited, then 4008),
+// while acks of msg_ids stay free.
+func TestCursorAckFloodIsRateLimited(t *testing.T) {
+	c := newCluster(t)
+	e := c.edge("edge-cursor", func(cfg *edge.Config) {
+		cfg.RateLimit, cfg.RateBurst, cfg.RateLimitGrace = 20, 10, time.Second
+	})
+	c.mustCall(e, "POST", "/v1/sessions", "mallory", "mallory", map[string]any{"session_id": "cursor-room"}, 201)
+	mallory := c.dial(e, "mallory", "mallory")
+	limited := false
+	for i := 1; ; i++ {
+		if mallory.Write(map[string]any{"type": "ack", "session_id": "cursor-room", "seq": i}) != nil {
+			break
+		}
+		select {
+		case f := <-mallory.Frames():
+			limited = limited || (f.Type == "error" && f.Code == "rate_limited")
+		case <-mallory.Closed():
+		default:
+		}
+		if i > 100_000 {
+			t.Fatal("100,000 cursor acks and the connection is still open")
+		}
+	}
+	if code := mallory.WaitClose(t, 30*time.Second); code != 4008 {
+		t.Fatalf("close code %d, want 4008", code)
+	}
+	for drained := false; !drained; {
+		select {
+		case f := <-mallory.Frames():
+			limited = limited || (f.Type == "error" && f.Code == "rate_limited")
+		default:
+			drained = true
+		}
+	}
+	if !limited {
+		t.Fatal("no rate_limited answer before the 4008 close")
+	}
+}
