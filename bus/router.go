@@ -168,7 +168,7 @@ func (r *Router) Send(ctx context.Context, m *allspark.Message, corrID string, o
 		r.sendSession(f)
 		return
 	}
-	targets, rej := r.targets(ctx, m)
+	targets, storeOnly, rej := r.targets(ctx, m)
 	if rej == nil {
 		if f.frame, rej = encode(m); rej == nil && len(targets) == 0 {
 			rej = allspark.Errorf(allspark.CodeOffline, "the client has no known devices")
@@ -181,6 +181,10 @@ func (r *Router) Send(ctx context.Context, m *allspark.Message, corrID string, o
 	f.left = len(targets)
 	f.enter()
 	for _, node := range targets {
+		if storeOnly {
+			f.result(node, false) // straight to its inbox; the nudge brings it to the node
+			continue
+		}
 		r.deliver(f, node)
 	}
 }
@@ -208,15 +212,21 @@ func (r *Router) newFanout(m *allspark.Message, corrID string, order *OutcomeOrd
 
 // targets resolves m's destination to nodes: its dest_id, its client's
 // devices (but the sending one), or a session member's node.
-func (r *Router) targets(ctx context.Context, m *allspark.Message) ([]string, *allspark.Error) {
+//
+// storeOnly is set for an anonymous member: its copy is stored without a
+// live attempt, so the answer (always "stored", at the same speed) says
+// nothing about whether, or how quickly, the node behind the alias is
+// connected; otherwise a member could time its whispers against another
+// session's presence and link the alias to the node.
+func (r *Router) targets(ctx context.Context, m *allspark.Message) (targets []string, storeOnly bool, rej *allspark.Error) {
 	switch {
 	case m.DestID != "":
-		return []string{m.DestID}, nil
+		return []string{m.DestID}, false, nil
 	case m.DestClientID != "":
 		nodes, err := r.devices.Nodes(ctx, m.DestClientID)
 		if err != nil {
 			r.log.Warn("look up client devices", "client", m.DestClientID, "err", err)
-			return nil, allspark.Errorf(allspark.CodeUnavailable, "cannot look up the client's devices")
+			return nil, false, allspark.Errorf(allspark.CodeUnavailable, "cannot look up the client's devices")
 		}
 		targets := nodes[:0]
 		for _, n := range nodes {
@@ -224,17 +234,17 @@ func (r *Router) targets(ctx context.Context, m *allspark.Message) ([]string, *a
 				targets = append(targets, n)
 			}
 		}
-		return targets, nil
+		return targets, false, nil
 	default: // one member of a session, by member id: routed like a direct message
 		sess, err := r.sessions.Get(ctx, m.DestSessionID)
 		if err != nil {
-			return nil, allspark.Errorf(sessionCode(err), err.Error())
+			return nil, false, allspark.Errorf(sessionCode(err), err.Error())
 		}
 		node, ok := sess.NodeOf(m.MemberID)
 		if !ok {
-			return nil, allspark.Errorf(allspark.CodeNotFound, "no such member in the session")
+			return nil, false, allspark.Errorf(allspark.CodeNotFound, "no such member in the session")
 		}
-		return []string{node}, nil
+		return []string{node}, sess.Members[node].Anonymous, nil
 	}
 }
 
