@@ -57,7 +57,7 @@ type NATSUser struct {
 // hand a backend every device's messages.
 func BackendPermissions(p string) *server.Permissions {
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: []string{p + ".send", p + ".presence.nodes", p + ".svcready.*"}},
+		Publish: &server.SubjectPermission{Allow: []string{p + ".send", p + ".presence.nodes", p + ".svcready.*"}},
 		// Node and session events only: message.stored and the push work
 		// queue (events.undelivered) carry the message itself, which a
 		// backend must not read; webhooks deliver message.stored to the

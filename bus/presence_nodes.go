@@ -78,11 +78,19 @@ type PresenceNodesConfig struct {
 	Timeout  time.Duration
 	Edges    func() int        // live edges now
 	Spawn    func(work func()) // runs a query off the subscription's goroutine
+	// MaxInFlight bounds the queries running at once (default 64); past
+	// it a request is answered "overloaded" at once instead of starting a
+	// scatter-gather.
+	MaxInFlight int
 }
 
 // ServePresenceNodes answers allspark.presence.nodes; one edge answers
 // each request.
 func ServePresenceNodes(nc *nats.Conn, subj Subjects, cfg PresenceNodesConfig) (*nats.Subscription, error) {
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 64
+	}
+	slots := make(chan struct{}, cfg.MaxInFlight)
 	sub, err := nc.QueueSubscribe(subj.PresenceNodes(), sendQueue, func(m *nats.Msg) {
 		if m.Reply == "" {
 			return
@@ -96,7 +104,14 @@ func ServePresenceNodes(nc *nats.Conn, subj Subjects, cfg PresenceNodesConfig) (
 			answer(PresenceAnswer{Nodes: []NodePresence{}, Error: perr})
 			return
 		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			answer(PresenceAnswer{Nodes: []NodePresence{}, Error: allspark.Errorf(allspark.CodeOverloaded, "too many presence queries in flight; retry later")})
+			return
+		}
 		cfg.Spawn(func() {
+			defer func() { <-slots }()
 			a, err := Presence(context.Background(), nc, subj, req, cfg.Edges(), cfg.Timeout)
 			if err != nil {
 				a = PresenceAnswer{Nodes: []NodePresence{}, Error: allspark.Errorf(allspark.CodeUnavailable, "presence query failed")}

@@ -57,6 +57,11 @@ type ServiceDrainConfig struct {
 	Lease    time.Duration // a drainer that stops refreshing loses its lease after this
 	Window   int           // backlog messages in flight to replicas at once
 	Retries  int           // passes after a failed one before waiting for the next request
+	// MaxActive bounds the services drained at once by this edge (default
+	// 256): a flood of ready requests for many service ids must not start
+	// a goroutine each. A request past it is dropped; replicas ask again
+	// every few seconds.
+	MaxActive int
 }
 
 // ServiceDrainer answers ServiceReady requests by offering a service's
@@ -93,6 +98,9 @@ func OpenServiceDrainer(ctx context.Context, js jetstream.JetStream, nc *nats.Co
 		cfg.Lease = 10 * time.Second
 	}
 	cfg.Window = max(cfg.Window, 1)
+	if cfg.MaxActive <= 0 {
+		cfg.MaxActive = 256
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: subj.ServiceLeaseBucket(), Description: "AllSpark service backlog drain leases",
 		TTL: cfg.Lease, Replicas: max(cfg.Replicas, 1), Storage: jetstream.FileStorage,
@@ -125,6 +133,10 @@ func (d *ServiceDrainer) Kick(id string) {
 	}
 	if st := d.active[id]; st != nil {
 		st.again = true
+		return
+	}
+	if len(d.active) >= d.cfg.MaxActive {
+		d.log.Debug("service drains at their maximum; ready request dropped", "service", id, "max", d.cfg.MaxActive)
 		return
 	}
 	st := &drainState{}

@@ -132,8 +132,14 @@ type Config struct {
 	Events         bool          `env:"EVENTS" envDefault:"true"`
 	EventsTTL      time.Duration `env:"EVENTS_TTL" envDefault:"24h"`
 	EventsMaxBytes int64         `env:"EVENTS_MAX_BYTES" envDefault:"1073741824"`
-	// PresenceMaxNodes caps the node ids of one presence query.
-	PresenceMaxNodes int `env:"PRESENCE_MAX_NODES" envDefault:"1000"`
+	// PresenceMaxNodes caps the node ids of one presence query, and
+	// PresenceMaxInFlight the backend presence queries running at once on
+	// this edge (past it: answered overloaded).
+	PresenceMaxNodes    int `env:"PRESENCE_MAX_NODES" envDefault:"1000"`
+	PresenceMaxInFlight int `env:"PRESENCE_MAX_INFLIGHT" envDefault:"64"`
+	// ServiceMaxDrains caps the service backlogs this edge drains at once
+	// (past it a ready request is dropped; replicas ask again).
+	ServiceMaxDrains int `env:"SERVICE_MAX_DRAINS" envDefault:"256"`
 }
 
 // Defaults of the limits whose zero value means "the default" (a Config

@@ -30,6 +30,9 @@ func (c Config) servicesErrors() []error {
 	if c.ServiceDrainWindow < 0 || c.ServiceDrainWindow > 4096 {
 		errs = append(errs, fmt.Errorf("ALLSPARK_SERVICE_DRAIN_WINDOW: must be 1..4096, got %d", c.ServiceDrainWindow))
 	}
+	if c.PresenceMaxInFlight < 0 || c.ServiceMaxDrains < 0 {
+		errs = append(errs, fmt.Errorf("ALLSPARK_PRESENCE_MAX_INFLIGHT and ALLSPARK_SERVICE_MAX_DRAINS: must be 0 (default) or positive, got %d and %d", c.PresenceMaxInFlight, c.ServiceMaxDrains))
+	}
 	if c.PresenceMaxNodes < 0 || c.PresenceMaxNodes > 100000 {
 		errs = append(errs, fmt.Errorf("ALLSPARK_PRESENCE_MAX_NODES: must be 1..100000, got %d", c.PresenceMaxNodes))
 	}
@@ -61,7 +64,7 @@ func (s *Server) startServices(ctx context.Context) error {
 	}
 	var err error
 	sv.presSub, err = bus.ServePresenceNodes(s.nc, s.subj, bus.PresenceNodesConfig{
-		MaxNodes: s.cfg.PresenceMaxNodes, Timeout: presenceTimeout,
+		MaxNodes: s.cfg.PresenceMaxNodes, MaxInFlight: s.cfg.PresenceMaxInFlight, Timeout: presenceTimeout,
 		Edges: func() int { return len(s.registry.Live()) },
 		Spawn: func(f func()) { sv.presence.WithLabelValues("nats").Inc(); s.spawn(f) },
 	})
@@ -113,7 +116,7 @@ func (s *Server) serviceStores() []serviceStore {
 		// Written here, read by stopServices after the background group
 		// (which may run this) has finished.
 		s.svc.drainer, err = bus.OpenServiceDrainer(ctx, s.js, s.nc, s.subj, s.inbox, s.req, bus.ServiceDrainConfig{
-			Owner: s.cfg.ID, Replicas: s.cfg.StreamReplicas, Window: s.cfg.ServiceDrainWindow, Retries: 3,
+			Owner: s.cfg.ID, Replicas: s.cfg.StreamReplicas, Window: s.cfg.ServiceDrainWindow, Retries: 3, MaxActive: s.cfg.ServiceMaxDrains,
 		}, func(n int) { s.svc.drained.Add(float64(n)) }, s.log)
 		return err
 	}})

@@ -32,7 +32,7 @@ func TestWhisperAnswerRevealsNothing(t *testing.T) {
 	}
 
 	whisper("offline")
-	alice, replayed := c.dialSynced(e, "alice", "alice") // auto-acks
+	alice, replayed := c.dialSynced(e, "alice", "alice")                  // auto-acks
 	if len(replayed) != 2 || string(replayed[0].Payload) != `"offline"` { // the message, then sync_done
 		t.Fatalf("replayed %v, want the whisper stored while offline", replayed)
 	}
