@@ -260,7 +260,14 @@ func (l *Load) Verify() {
 			}
 		}
 		if len(lost) > 0 {
-			return fmt.Errorf("%d promised messages not received yet, e.g. %s", len(lost), lost[0])
+			// Which answers and which recipients, so a failure says whether
+			// stored or delivered messages are missing, and where.
+			byStatus, byNode := map[string]int{}, map[string]int{}
+			for _, id := range lost {
+				byStatus[l.answers[id]]++
+				byNode[l.dest[id]]++
+			}
+			return fmt.Errorf("%d promised messages not received yet, e.g. %s; by answer %v; by recipient %v", len(lost), lost[0], byStatus, byNode)
 		}
 		return nil
 	})
