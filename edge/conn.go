@@ -89,10 +89,10 @@ type heldMsg struct {
 }
 
 // pendingAck is a delivery from another edge waiting for this client's ack;
-// reply is where the verdict goes.
+// v collects the verdict of every connection of the node that has it.
 type pendingAck struct {
-	reply string
-	at    time.Time // deadline
+	v  *ackVerdict
+	at time.Time // deadline
 }
 
 type ackDeadline struct {
@@ -317,15 +317,16 @@ func (c *conn) beginCloseHandshake(ws *gws.Conn, req closeRequest) {
 // the client's ack. It reports whether the connection took it; one that
 // would overflow SendQueueBytes (held frames included) is refused, and the
 // connection closed with 4009.
-func (c *conn) deliver(frame []byte, msgID, reply string) bool {
+func (c *conn) deliver(frame []byte, msgID string, v *ackVerdict) bool {
 	c.mu.Lock()
 	if c.tornDown || c.closing.code != 0 || c.draining || !c.roomLocked(len(frame)) {
 		c.mu.Unlock()
 		return false
 	}
-	if reply != "" && msgID != "" {
+	if v != nil && msgID != "" {
 		if _, dup := c.pending[msgID]; !dup {
-			p := &pendingAck{reply: reply, at: c.s.now().Add(c.s.cfg.AckTimeout)}
+			v.hold()
+			p := &pendingAck{v: v, at: c.s.now().Add(c.s.cfg.AckTimeout)}
 			c.pending[msgID] = p
 			c.ackq = append(c.ackq, ackDeadline{msgID: msgID, p: p})
 			c.armAckTimerLocked()
@@ -346,14 +347,14 @@ func (c *conn) deliver(frame []byte, msgID, reply string) bool {
 
 // ack settles the client's acknowledgements.
 func (c *conn) ack(ids []string) {
-	var replies []string
+	var acked []*ackVerdict
 	var seqs []uint64
 	c.mu.Lock()
 	now := c.s.now()
 	for _, id := range ids {
 		if p := c.pending[id]; p != nil {
 			delete(c.pending, id)
-			replies = append(replies, p.reply)
+			acked = append(acked, p.v)
 			c.s.m.ackLatency.Observe(now.Sub(p.at.Add(-c.s.cfg.AckTimeout)).Seconds())
 		}
 		if seq, ok := c.inboxAcks[id]; ok {
@@ -362,8 +363,8 @@ func (c *conn) ack(ids []string) {
 		}
 	}
 	c.mu.Unlock()
-	for _, r := range replies {
-		c.s.reply(r, bus.ReplyAcked)
+	for _, v := range acked {
+		v.ack()
 	}
 	for _, seq := range seqs {
 		c.s.removeAcked(seq)
@@ -389,7 +390,7 @@ func (c *conn) armAckTimerLocked() {
 // order they were delivered, so their stores keep that order.
 func (c *conn) expireAcks() {
 	now := c.s.now()
-	var replies []string
+	var expired []*ackVerdict
 	c.mu.Lock()
 	c.ackArmed = false
 	for len(c.ackq) > 0 && !c.ackq[0].p.at.After(now) {
@@ -398,15 +399,15 @@ func (c *conn) expireAcks() {
 		c.ackq = c.ackq[1:]
 		if c.pending[e.msgID] == e.p {
 			delete(c.pending, e.msgID)
-			replies = append(replies, e.p.reply)
+			expired = append(expired, e.p.v)
 		}
 	}
 	if !c.tornDown {
 		c.armAckTimerLocked()
 	}
 	c.mu.Unlock()
-	for _, r := range replies {
-		c.s.reply(r, bus.ReplyNotAcked)
+	for _, v := range expired {
+		v.giveUp()
 	}
 }
 
@@ -417,10 +418,10 @@ func (c *conn) expireAcks() {
 func (c *conn) teardown() {
 	c.mu.Lock()
 	c.tornDown = true
-	var unacked []string // reply subjects, in delivery order
+	var unacked []*ackVerdict // in delivery order
 	for _, e := range c.ackq {
 		if c.pending[e.msgID] == e.p {
-			unacked = append(unacked, e.p.reply)
+			unacked = append(unacked, e.p.v)
 		}
 	}
 	c.pending, c.ackq = nil, nil
@@ -440,8 +441,8 @@ func (c *conn) teardown() {
 	if c.s.hub.remove(c) {
 		c.s.announcePresence(c.id.NodeID, false, sessions)
 	}
-	for _, r := range unacked {
-		c.s.reply(r, bus.ReplyNotAcked)
+	for _, v := range unacked {
+		v.giveUp()
 	}
 	// Last: Server.Close waits for done, then for the work started above.
 	close(c.done)

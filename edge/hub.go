@@ -248,14 +248,16 @@ func (h *hub) deliver(m *nats.Msg) {
 		return
 	}
 	msgID := m.Header.Get(bus.HeaderMsgID)
-	taken := false
-	for _, c := range h.lookup(node) {
-		if c.deliver(m.Data, msgID, m.Reply) {
-			taken = true
-		}
+	var v *ackVerdict
+	if m.Reply != "" {
+		v = &ackVerdict{reply: m.Reply, nc: h.nc}
+		v.hold() // ours, until every connection has had the delivery
 	}
-	if !taken && m.Reply != "" {
-		_ = h.nc.Publish(m.Reply, bus.ReplyNotAcked)
+	for _, c := range h.lookup(node) {
+		c.deliver(m.Data, msgID, v)
+	}
+	if v != nil {
+		v.giveUp() // no connection took it: "-" now
 	}
 }
 
@@ -339,7 +341,7 @@ func (x *sessionIndex) deliverSession(m *nats.Msg) {
 	src := m.Header.Get(bus.HeaderSrcNode)
 	for _, c := range x.members(sid) {
 		if c.id.NodeID != src {
-			c.deliver(m.Data, "", "")
+			c.deliver(m.Data, "", nil)
 		}
 	}
 }
