@@ -23,7 +23,7 @@ func TestOneConnectionClosingDoesNotOverrideAnotherAck(t *testing.T) {
 	msg := first.Until(t, 10*time.Second, isMsg)
 	second.Until(t, 10*time.Second, isMsg)
 
-	first.Close() // gives up on the delivery
+	first.Close()      // gives up on the delivery
 	waitConns(t, e, 2) // bob's second connection and alice
 	second.Ack(t, msg.MsgID)
 	sent := alice.Until(t, 10*time.Second, func(f wstest.Frame) bool { return f.Type == "sent" })
