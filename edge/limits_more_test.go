@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -242,5 +243,49 @@ func TestHistoryTTLDropsOldMessages(t *testing.T) {
 	})
 	if got := syncAll(t, alice, "short"); len(got) != 0 {
 		t.Fatalf("sync after the history TTL: %v, want nothing", got)
+	}
+}
+
+// ALLSPARK_WRITE_TIMEOUT: a client that stops reading, with a send queue
+// far larger than the socket buffers, is closed when one write blocks past
+// the timeout (not 4009: the queue never fills); its unacked messages are
+// stored.
+func TestWriteTimeoutClosesStuckClient(t *testing.T) {
+	c := newCluster(t)
+	const queue = 64 << 20
+	a := c.edge("edge-a", func(cfg *edge.Config) {
+		cfg.SendQueueBytes = queue
+		cfg.WriteTimeout = 300 * time.Millisecond
+		cfg.PingInterval = time.Hour // no idle close: only the write deadline may fire
+	})
+	alice := c.dial(a, "alice", "alice")
+	slow, gate := wstest.DialGated(t, a.wsURL("auth_key="+url.QueryEscape(c.authKey("slow", "slow"))))
+	waitConns(t, a, 2)
+	gate.Pause()
+
+	// At most half the queue is sent, so the queue cap cannot fire; the
+	// loopback socket buffers (a few MiB) fill long before.
+	const size = 60_000
+	payload := strings.Repeat("x", size)
+	sent := 0
+	for ; sent < queue/2/size && a.srv.Connections() == 2; sent++ {
+		alice.Send(t, map[string]any{"dest_id": "slow", "payload": payload})
+	}
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if n := a.srv.Connections(); n != 1 {
+			return fmt.Errorf("edge holds %d connections after %d messages to a client that does not read, want the stuck one closed", n, sent)
+		}
+		return nil
+	})
+	if n := a.srv.SlowConsumers(); n != 0 {
+		t.Fatalf("%d slow-consumer closes: the queue cap fired, not the write timeout", n)
+	}
+	gate.Resume()
+	if code := slow.WaitClose(t, 30*time.Second); code == 4009 {
+		t.Fatalf("stuck client closed 4009, want a plain close (no close frame gets through)")
+	}
+	// Its messages were never acked: they are answered stored.
+	if f := alice.Until(t, 30*time.Second, func(f wstest.Frame) bool { return f.Type == "sent" && f.Status == "stored" }); f.Status != "stored" {
+		t.Fatalf("alice: %s, want a stored answer", f.Raw)
 	}
 }
