@@ -289,3 +289,73 @@ func TestWriteTimeoutClosesStuckClient(t *testing.T) {
 		t.Fatalf("alice: %s, want a stored answer", f.Raw)
 	}
 }
+
+// streamConfig is the configuration of stream name.
+func streamConfig(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamConfig {
+	t.Helper()
+	st, err := js.Stream(t.Context(), name)
+	if err != nil {
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	info, err := st.Info(t.Context())
+	if err != nil {
+		t.Fatalf("stream %s info: %v", name, err)
+	}
+	return info.Config
+}
+
+// ALLSPARK_UNDELIVERED_TTL, ALLSPARK_UNDELIVERED_MAX_BYTES, ALLSPARK_EVENTS_TTL
+// and ALLSPARK_EVENTS_MAX_BYTES are the limits of their streams (oldest
+// dropped first), and an event older than its TTL is dropped.
+func TestEventStreamLimitsFromConfig(t *testing.T) {
+	c := newCluster(t)
+	e := c.edge("edge-a", func(cfg *edge.Config) {
+		cfg.Events, cfg.UndeliveredEvents = true, true
+		cfg.UndeliveredTTL, cfg.UndeliveredMaxBytes = time.Second, 5<<20
+		cfg.EventsTTL, cfg.EventsMaxBytes = time.Second, 6<<20
+	})
+	js, _ := jetstream.New(testutil.Connect(t, c.url))
+	for name, want := range map[string]struct {
+		age   time.Duration
+		bytes int64
+	}{"allspark_undelivered": {time.Second, 5 << 20}, "allspark_events": {time.Second, 6 << 20}} {
+		cfg := streamConfig(t, js, name)
+		if cfg.MaxAge != want.age || cfg.MaxBytes != want.bytes || cfg.Discard != jetstream.DiscardOld {
+			t.Errorf("stream %s: max age %s, max bytes %d, discard %v; want %s, %d, discard old", name, cfg.MaxAge, cfg.MaxBytes, cfg.Discard, want.age, want.bytes)
+		}
+	}
+
+	// A message for offline bob makes an undelivered event (and a stored
+	// lifecycle event); both expire after a second.
+	alice := c.dial(e, "alice", "alice")
+	alice.Send(t, map[string]any{"id": "s-1", "dest_id": "bob", "payload": "hello"})
+	if f := alice.Until(t, 10*time.Second, func(f wstest.Frame) bool { return f.Type == "sent" }); f.Status != "stored" {
+		t.Fatalf("message to offline bob: %s, want stored", f.Raw)
+	}
+	for _, name := range []string{"allspark_undelivered", "allspark_events"} {
+		testutil.Eventually(t, 20*time.Second, func() error {
+			st, err := js.Stream(t.Context(), name)
+			if err != nil {
+				return err
+			}
+			info, err := st.Info(t.Context())
+			if err != nil {
+				return err
+			}
+			if info.State.LastSeq == 0 {
+				return fmt.Errorf("stream %s never held an event after a stored message", name)
+			}
+			return nil
+		})
+		testutil.Eventually(t, 20*time.Second, func() error {
+			n, err := streamMsgs(t, js, name)
+			if err != nil {
+				return err
+			}
+			if n != 0 {
+				return fmt.Errorf("stream %s still holds %d events, want them expired", name, n)
+			}
+			return nil
+		})
+	}
+}
