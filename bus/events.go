@@ -83,7 +83,7 @@ func OpenEventsStream(ctx context.Context, js jetstream.JetStream, subj Subjects
 		MaxAge:      cfg.MaxAge,
 		MaxBytes:    maxBytes(cfg.MaxBytes),
 		Discard:     jetstream.DiscardOld,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  dupWindow(cfg.MaxAge),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open events stream: %w", err)

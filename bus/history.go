@@ -63,7 +63,7 @@ func OpenHistory(ctx context.Context, nc *nats.Conn, subj Subjects, cfg HistoryC
 		MaxAge:            cfg.MaxAge,
 		MaxMsgsPerSubject: cfg.MaxPerSession,
 		Discard:           jetstream.DiscardOld,
-		Duplicates:        2 * time.Minute,
+		Duplicates:        dupWindow(cfg.MaxAge),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open history stream: %w", err)

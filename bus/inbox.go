@@ -120,7 +120,7 @@ func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfi
 		MaxBytes:             cmp.Or(cfg.MaxBytes, -1),
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
-		Duplicates:           2 * time.Minute,
+		Duplicates:           dupWindow(cfg.MaxAge),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open inbox stream: %w", err)
@@ -135,7 +135,7 @@ func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfi
 		MaxAge:      cmp.Or(cfg.EventsMaxAge, cfg.MaxAge),
 		MaxBytes:    cmp.Or(cfg.EventsMaxBytes, -1),
 		Discard:     jetstream.DiscardOld,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  dupWindow(cmp.Or(cfg.EventsMaxAge, cfg.MaxAge)),
 		RePublish:   StoredRepublish(subj), // issue 14: the message.stored lifecycle event
 	}); err != nil {
 		return nil, fmt.Errorf("open undelivered stream: %w", err)
