@@ -24,7 +24,8 @@ func newHTTPServer(n NetConfig, h http.Handler, now func() time.Time, log *slog.
 }
 
 // bodyDeadline gives a request body d from the moment its headers are in
-// (ReadTimeout counts from the first byte and also bounds the headers): a
+// (ReadTimeout counts from the first byte; the headers themselves are
+// bounded by ReadHeaderTimeout, which net/http uses instead when set): a
 // client declaring a large body and trickling it is cut off, its handler
 // sees a read error and answers 400. Websocket upgrades are left alone.
 func bodyDeadline(d time.Duration, now func() time.Time, h http.Handler) http.Handler {
