@@ -26,13 +26,22 @@ func TestPresenceNodesInFlightBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil { // the server knows the subscription before any request
+		t.Fatal(err)
+	}
 	client := testutil.Connect(t, ns.ClientURL())
 	first := make(chan error, 1)
 	go func() {
 		_, err := client.Request(subj.PresenceNodes(), []byte(`{"nodes":["a"]}`), 10*time.Second)
 		first <- err
 	}()
-	<-started // the first query holds the only slot
+	select {
+	case <-started: // the first query holds the only slot
+	case err := <-first:
+		t.Fatalf("first query answered before it ran: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first query never reached the handler")
+	}
 	reply, err := client.Request(subj.PresenceNodes(), []byte(`{"nodes":["b"]}`), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
