@@ -66,8 +66,13 @@ func TestSessionMessagesGoLiveInSendOrder(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("%d of %d session messages went live", i, n)
 		}
-		if s := <-answers; s.Status != allspark.StatusStored || s.ID != fmt.Sprint(i) {
-			t.Fatalf("answer %d: %+v", i, s)
+		select {
+		case s := <-answers:
+			if s.Status != allspark.StatusStored || s.ID != fmt.Sprint(i) {
+				t.Fatalf("answer %d: %+v", i, s)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no answer %d within 30s", i)
 		}
 	}
 }
@@ -92,7 +97,12 @@ func TestSameMsgIDInTwoSessions(t *testing.T) {
 	for _, sid := range []string{"room-a", "room-b"} {
 		done := make(chan allspark.Sent, 1)
 		r.Send(context.Background(), &allspark.Message{MsgID: "announce-1", SrcID: "billing", DestSessionID: sid, Payload: json.RawMessage(`"x"`)}, "", nil, func(s allspark.Sent) { done <- s })
-		s := <-done
+		var s allspark.Sent
+		select {
+		case s = <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: no answer within 30s", sid)
+		}
 		if s.Status != allspark.StatusStored {
 			t.Fatalf("%s: %+v", sid, s)
 		}
