@@ -124,20 +124,22 @@ func OpenServiceDrainer(ctx context.Context, js jetstream.JetStream, nc *nats.Co
 }
 
 // Kick drains id's backlog on this edge, unless it is being drained here
-// already, in which case that drain makes one more pass.
-func (d *ServiceDrainer) Kick(id string) {
+// already, in which case that drain makes one more pass. It reports false
+// when it dropped the request: closed, or MaxActive other services are
+// being drained.
+func (d *ServiceDrainer) Kick(id string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return
+		return false
 	}
 	if st := d.active[id]; st != nil {
 		st.again = true
-		return
+		return true
 	}
 	if len(d.active) >= d.cfg.MaxActive {
 		d.log.Debug("service drains at their maximum; ready request dropped", "service", id, "max", d.cfg.MaxActive)
-		return
+		return false
 	}
 	st := &drainState{}
 	d.active[id] = st
@@ -156,6 +158,7 @@ func (d *ServiceDrainer) Kick(id string) {
 			d.mu.Unlock()
 		}
 	}()
+	return true
 }
 
 type passResult int
