@@ -100,7 +100,7 @@ func TestOneNodesBackoffDoesNotHoldItsBatch(t *testing.T) {
 	if n := r.fcm.Tries(); n != others+2 {
 		t.Errorf("%d sends, want %d (one per node, one retry)", n, others+2)
 	}
-	if n := counterValue(t, reg, "allspark_push_redelivered_total"); n != 0 {
+	if n := tu.CounterValue(t, reg, "allspark_push_redelivered_total"); n != 0 {
 		t.Errorf("%v events handed to a worker twice: AckWait passed on events in hand", n)
 	}
 }

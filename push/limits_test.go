@@ -33,7 +33,7 @@ func TestPushGivesUpAfterMaxRetries(t *testing.T) {
 	if n := len(r.apns.Requests()); n != 0 {
 		t.Fatalf("%d notifications delivered, want none", n)
 	}
-	if n := counterValue(t, reg, "allspark_push_failed_total"); n != 1 {
+	if n := tu.CounterValue(t, reg, "allspark_push_failed_total"); n != 1 {
 		t.Fatalf("allspark_push_failed_total = %v, want 1 given up", n)
 	}
 }

@@ -126,29 +126,9 @@ func TestInvalidTokensAreRemoved(t *testing.T) {
 		}
 		return r.queueEmpty()
 	})
-	if n := counterValue(t, reg, "allspark_push_invalid_tokens_removed_total"); n != 2 {
+	if n := tu.CounterValue(t, reg, "allspark_push_invalid_tokens_removed_total"); n != 2 {
 		t.Fatalf("invalid tokens removed = %v", n)
 	}
-}
-
-// counterValue sums a counter's series in reg.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			var sum float64
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-			return sum
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 // Acceptance 2: 503 then 200 is delivered once, after a backoff; FCM's

@@ -70,7 +70,7 @@ func TestWebhookTimeoutRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 20*time.Second, func() error {
-		if got := counter(t, reg, "allspark_webhook_delivered_events_total"); got != 1 {
+		if got := testutil.CounterValue(t, reg, "allspark_webhook_delivered_events_total"); got != 1 {
 			return fmt.Errorf("%v events delivered, want 1 after the unanswered request timed out", got)
 		}
 		return nil
@@ -80,7 +80,7 @@ func TestWebhookTimeoutRetries(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the unanswered request was not cut by the client")
 	}
-	if got := counter(t, reg, "allspark_webhook_retries_total"); got != 1 {
+	if got := testutil.CounterValue(t, reg, "allspark_webhook_retries_total"); got != 1 {
 		t.Fatalf("%v retries, want 1 (the timed-out request)", got)
 	}
 	mu.Lock()
@@ -88,23 +88,4 @@ func TestWebhookTimeoutRetries(t *testing.T) {
 	if len(deliveries) != 2 || deliveries[0] != deliveries[1] {
 		t.Fatalf("deliveries %v, want the same batch twice", deliveries)
 	}
-}
-
-// counter is the value of counter name in reg.
-func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			var sum float64
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-			return sum
-		}
-	}
-	return 0
 }

@@ -35,6 +35,22 @@ var natsCredentials = []string{"ALLSPARK_NATS_PASSWORD=svc-pw-0123456789", "ALLS
 
 const natsUser = "allspark:svc-pw-0123456789"
 
+// authKeys mints auth_keys (node = client) with the cluster's secret.
+func authKeys(t *testing.T) func(node string) string {
+	t.Helper()
+	keys, err := auth.NewKeys(secret, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(node string) string {
+		k, err := keys.MintAuthKey(auth.Identity{NodeID: node, ClientID: node}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+}
+
 // build compiles the commands once into dir.
 func build(t *testing.T, dir string) {
 	t.Helper()
@@ -269,17 +285,7 @@ func TestClusterBehindL4(t *testing.T) {
 	loadBalancer(t, dir, lb, edgeAddrs)
 	waitTCP(t, lb)
 
-	keys, err := auth.NewKeys(secret, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authKey := func(node string) string {
-		k, err := keys.MintAuthKey(auth.Identity{NodeID: node, ClientID: node}, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
+	authKey := authKeys(t)
 	ws := "ws://" + lb + "/v1/ws"
 	l := loadtest.New(t, authKey)
 	l.RedialSender = func(i int) *wstest.Client {

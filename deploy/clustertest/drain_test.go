@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/allspark-rt/allspark/auth"
 	"github.com/allspark-rt/allspark/internal/loadtest"
 	"github.com/allspark-rt/allspark/internal/testutil"
 	"github.com/allspark-rt/allspark/internal/wstest"
@@ -32,17 +31,8 @@ func TestDrainAfterInboxLeaderKilled(t *testing.T) {
 		t.Skip("builds and runs 6 processes; skipped with -short")
 	}
 	c := startCluster(t, "", "ALLSPARK_DRAIN_TIMEOUT="+drainTimeout.String())
-	keys, err := auth.NewKeys(secret, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authKey := func(node string) string {
-		k, err := keys.MintAuthKey(auth.Identity{NodeID: node, ClientID: node}, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return url.QueryEscape(k)
-	}
+	mint := authKeys(t)
+	authKey := func(node string) string { return url.QueryEscape(mint(node)) }
 	wsOf := func(i int) string { return "ws://" + c.edgeAddrs[i] + "/v1/ws?auth_key=" }
 
 	const senders, offline, window = 50, 100, 20

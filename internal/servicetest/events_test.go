@@ -276,32 +276,12 @@ func TestLifecycleEventsReachNATSAndWebhookInOrder(t *testing.T) {
 	if n := rcv.badSig.Load(); n != 0 {
 		t.Fatalf("%d webhook requests failed signature verification", n)
 	}
-	if n := metric(t, reg, "allspark_webhook_retries_total"); n < 3 {
+	if n := testutil.CounterValue(t, reg, "allspark_webhook_retries_total"); n < 3 {
 		t.Fatalf("retries counted: %v", n)
 	}
-	if n := metric(t, reg, "allspark_webhook_dead_letter_events_total"); n != 0 {
+	if n := testutil.CounterValue(t, reg, "allspark_webhook_dead_letter_events_total"); n != 0 {
 		t.Fatalf("dead letters: %v", n)
 	}
-}
-
-// metric reads a counter from reg.
-func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			sum := 0.0
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-			return sum
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 // Issue 14, bad input: a 4xx other than 429 is not retried and the batch
@@ -324,7 +304,7 @@ func TestWebhookRefusedBatchIsDeadLettered(t *testing.T) {
 	})
 	rcv.status.Store(http.StatusBadRequest)
 	testutil.Eventually(t, 30*time.Second, func() error {
-		if n := metric(t, reg, "allspark_webhook_dead_letter_events_total"); n != 1 {
+		if n := testutil.CounterValue(t, reg, "allspark_webhook_dead_letter_events_total"); n != 1 {
 			return fmt.Errorf("%v dead-letter events, want 1", n)
 		}
 		return nil

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/allspark-rt/allspark/internal/fdlimit"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"net"
@@ -164,4 +165,25 @@ func RaiseFileLimit(t testing.TB, want uint64) {
 	if got, why := fdlimit.Raise(want); got < want {
 		t.Skipf("needs %d open files: %s", want, why)
 	}
+}
+
+// CounterValue sums the series of counter name in reg, failing the test if
+// reg has no such metric.
+func CounterValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			var sum float64
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
