@@ -50,6 +50,9 @@ type hubNode struct {
 	conns []*conn // guarded by the nodes shard's mu
 	sub   *nats.Subscription
 	inbox *nodeInbox // reads the node's inbox once for all of conns
+	// dropped is sub's count of dropped deliveries when the re-nudge loop
+	// last looked (see reconnect.go).
+	dropped atomic.Int64
 }
 
 // hubLimits are the connection limits of an edge and its bound on

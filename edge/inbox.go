@@ -38,6 +38,8 @@ import (
 // subject starts another pass from where the last one stopped: a message
 // stored after the node connected (say its sender timed out waiting for a
 // dead edge) still reaches it without a reconnect.
+// A nudge can be lost (this edge off NATS, a dispatcher channel full); the
+// edge then runs the passes itself (see reconnect.go).
 
 const (
 	// inboxReadTimeout bounds one inbox read.
@@ -73,19 +75,35 @@ func (in *nodeInbox) stop() { in.cancel() }
 // once more when it finishes. It never blocks: callers include NATS
 // dispatchers and connection writers.
 func (in *nodeInbox) nudge() {
+	if in.claim() {
+		in.s.spawn(in.loop)
+	}
+}
+
+// runPass is nudge on the caller's goroutine: it runs the pass (and any
+// more asked for meanwhile) before it returns, unless a pass is running,
+// which it asks to go once more. The re-nudge sweeps use it so that their
+// bounded pool, not a goroutine per node, does the reading.
+func (in *nodeInbox) runPass() {
+	if in.claim() {
+		in.loop()
+	}
+}
+
+// claim marks a pass as running and reports true if none was; otherwise
+// it asks the running pass to go once more.
+func (in *nodeInbox) claim() bool {
 	in.mu.Lock()
+	defer in.mu.Unlock()
 	if in.ctx.Err() != nil {
-		in.mu.Unlock()
-		return
+		return false
 	}
 	if in.running {
 		in.again = true
-		in.mu.Unlock()
-		return
+		return false
 	}
 	in.running = true
-	in.mu.Unlock()
-	in.s.spawn(in.loop)
+	return true
 }
 
 func (in *nodeInbox) loop() {

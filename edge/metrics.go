@@ -20,6 +20,7 @@ type metrics struct {
 	stored     prometheus.Counter // copies stored in inboxes
 	replayed   prometheus.Counter // messages replayed from inboxes
 	slow       prometheus.Counter
+	renudged   *prometheus.CounterVec // inbox passes the edge ran itself, by reason (see reconnect.go)
 
 	// Resolved once: these are counted on every frame, and WithLabelValues
 	// hashes its labels on each call.
@@ -27,6 +28,7 @@ type metrics struct {
 	outDirect prometheus.Counter
 	outSess   prometheus.Counter
 	sentBy    map[allspark.Status]prometheus.Counter
+	renudgeBy map[string]prometheus.Counter // by reason, every reason present from the start
 }
 
 func newMetrics(reg *prometheus.Registry, nc *nats.Conn, h *hub) *metrics {
@@ -46,6 +48,8 @@ func newMetrics(reg *prometheus.Registry, nc *nats.Conn, h *hub) *metrics {
 			Help: "Messages replayed from inboxes to connections on this edge."}),
 		slow: prometheus.NewCounter(prometheus.CounterOpts{Name: "allspark_slow_consumer_disconnects_total",
 			Help: "Connections closed with 4009 because their send queue filled."}),
+		renudged: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "allspark_inbox_renudge_passes_total",
+			Help: "Inbox passes the edge ran for a held node because a nudge may have been lost, by reason (reconnect: the edge's NATS connection came back; dropped: the node's subscription dropped deliveries)."}, []string{"reason"}),
 	}
 	for k := range m.inByKind {
 		m.inByKind[k] = m.in.WithLabelValues(frameKind(k).String())
@@ -55,7 +59,11 @@ func newMetrics(reg *prometheus.Registry, nc *nats.Conn, h *hub) *metrics {
 	for _, st := range []allspark.Status{allspark.StatusDelivered, allspark.StatusStored, allspark.StatusRejected} {
 		m.sentBy[st] = m.sent.WithLabelValues(string(st))
 	}
-	reg.MustRegister(m.in, m.out, m.sent, m.ackLatency, m.stored, m.replayed, m.slow,
+	m.renudgeBy = map[string]prometheus.Counter{}
+	for _, r := range []string{renudgeReconnect, renudgeDropped} {
+		m.renudgeBy[r] = m.renudged.WithLabelValues(r)
+	}
+	reg.MustRegister(m.in, m.out, m.sent, m.ackLatency, m.stored, m.replayed, m.slow, m.renudged,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "allspark_connections", Help: "Open websocket connections."},
 			func() float64 { return float64(h.count.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "allspark_nats_reconnects_total", Help: "Reconnections of this edge's NATS connection."},

@@ -76,6 +76,7 @@ type Server struct {
 	stopOnce       sync.Once
 	slowConsumers  atomic.Int64
 	svc            services // issue 14: edge/services.go
+	renudge        renudger // edge/reconnect.go
 }
 
 // New validates cfg and builds an edge. It does no I/O.
@@ -151,6 +152,7 @@ func (s *Server) Start(ctx context.Context) error {
 	for range deleters {
 		s.goBackground(s.deleter)
 	}
+	s.watchNATS()
 	watchCtx, cancel := context.WithCancel(context.Background())
 	s.goBackground(func() { <-s.stop; cancel() })
 	s.goBackground(func() { s.registry.Watch(watchCtx) })

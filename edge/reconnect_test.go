@@ -1,0 +1,146 @@
+package edge_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/allspark-rt/allspark/edge"
+	"github.com/allspark-rt/allspark/internal/testutil"
+	"github.com/allspark-rt/allspark/internal/wstest"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// natsClientNamed reports whether ns has a client connection named name.
+func natsClientNamed(t *testing.T, ns *server.Server, name string) bool {
+	t.Helper()
+	cz, err := ns.Connz(&server.ConnzOptions{Limit: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ci := range cz.Conns {
+		if ci.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// cutEdgeNATS takes edge (named id) off NATS through its proxy and waits
+// until the server has dropped it, so nothing published meanwhile can
+// reach it.
+func cutEdgeNATS(t *testing.T, ns *server.Server, p *testutil.TCPProxy, id string) {
+	t.Helper()
+	p.Cut()
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if natsClientNamed(t, ns, id) {
+			return fmt.Errorf("NATS still has a connection from edge %s", id)
+		}
+		return nil
+	})
+}
+
+// A message stored for a node online on an edge whose NATS connection is
+// down is announced by a nudge the edge cannot hear. Once the edge is back
+// on NATS it reads the inbox of every node it holds, so the message
+// arrives without the node reconnecting.
+func TestStoredWhileEdgeOffNATSArrivesAfterReconnect(t *testing.T) {
+	c := newCluster(t)
+	proxy := testutil.StartTCPProxy(t, c.ns.Addr().String())
+	c.url = "nats://" + proxy.Addr()
+	a := c.edge("edge-a")
+	c.url = c.ns.ClientURL()
+	b := c.edge("edge-b")
+
+	const nodes, perNode = 3, 4
+	clients := make([]*wstest.Client, nodes)
+	for i := range clients {
+		clients[i] = c.dial(a, fmt.Sprint("bob", i), "bob")
+	}
+	alice := c.dial(b, "alice", "alice")
+
+	cutEdgeNATS(t, c.ns, proxy, "edge-a")
+	want := map[string]string{} // msg_id -> destination node
+	for i := range nodes * perNode {
+		alice.Send(t, map[string]any{"id": fmt.Sprint(i), "dest_id": fmt.Sprint("bob", i%nodes), "payload": i})
+	}
+	for range nodes * perNode {
+		s := alice.Until(t, wait, isSent)
+		if s.Status != "stored" {
+			t.Fatalf("got %s, want stored", s.Raw)
+		}
+		want[s.MsgID] = fmt.Sprint("bob", atoiT(t, s.ID)%nodes)
+	}
+	proxy.Restore()
+
+	for i, cl := range clients {
+		node := fmt.Sprint("bob", i)
+		got := 0
+		for got < perNode {
+			f := cl.Until(t, 20*time.Second, wstest.Frame.IsMessage)
+			if want[f.MsgID] != node {
+				t.Fatalf("%s got %s, not one of its messages", node, f.Raw)
+			}
+			delete(want, f.MsgID)
+			got++
+		}
+	}
+	if len(want) != 0 {
+		t.Fatalf("not received: %v", want)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if n := testutil.CounterValue(t, edge.MetricsRegistry(a.srv), "allspark_inbox_renudge_passes_total"); n < 1 {
+			return fmt.Errorf("allspark_inbox_renudge_passes_total = %v, want >= 1", n)
+		}
+		return nil
+	})
+}
+
+func atoiT(t *testing.T, s string) int {
+	t.Helper()
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		t.Fatalf("id %q: %v", s, err)
+	}
+	return n
+}
+
+// A nudge dropped by an overloaded edge (its dispatcher channel full, a
+// slow consumer to nats.go) is made up for: the edge reads the inbox of
+// every node whose subscription dropped deliveries.
+func TestStoredWhileEdgeDropsNudgeArrives(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.edge("edge-a"), c.edge("edge-b")
+	bob := c.dial(a, "bob", "bob")
+	alice := c.dial(b, "alice", "alice")
+
+	dropped, release := edge.StallDispatcher(t, a.srv, "bob")
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
+	alice.Send(t, map[string]any{"id": "1", "dest_id": "bob", "payload": 1})
+	s := alice.Until(t, 4*wait, isSent)
+	if s.Status != "stored" {
+		t.Fatalf("got %s, want stored", s.Raw)
+	}
+	// The live delivery and the nudge that followed the store.
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if d := dropped(); d < 2 {
+			return fmt.Errorf("edge-a dropped %d deliveries to bob, want the message and its nudge", d)
+		}
+		return nil
+	})
+	release()
+	released = true
+
+	f := bob.Until(t, 20*time.Second, wstest.Frame.IsMessage)
+	if f.MsgID != s.MsgID {
+		t.Fatalf("bob got %s, want msg_id %s", f.Raw, s.MsgID)
+	}
+	if n := testutil.CounterValue(t, edge.MetricsRegistry(a.srv), "allspark_inbox_renudge_passes_total"); n < 1 {
+		t.Fatalf("allspark_inbox_renudge_passes_total = %v, want >= 1", n)
+	}
+}
