@@ -61,3 +61,19 @@ func StallDispatcher(t testing.TB, s *Server, node string) (dropped func() int, 
 	return dropped, release
 }
 
+// HeldSessions is the sessions the first connection of node here counts
+// it a member of.
+func HeldSessions(s *Server, node string) []string {
+	conns := s.hub.lookup(node)
+	if len(conns) == 0 {
+		return nil
+	}
+	c := conns[0]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for sid := range c.sessions {
+		out = append(out, sid)
+	}
+	return out
+}

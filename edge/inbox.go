@@ -76,18 +76,23 @@ func (in *nodeInbox) stop() { in.cancel() }
 // dispatchers and connection writers.
 func (in *nodeInbox) nudge() {
 	if in.claim() {
-		in.s.spawn(in.loop)
+		in.s.spawn(func() { _ = in.loop(false) })
 	}
 }
 
 // runPass is nudge on the caller's goroutine: it runs the pass (and any
 // more asked for meanwhile) before it returns, unless a pass is running,
 // which it asks to go once more. The re-nudge sweeps use it so that their
-// bounded pool, not a goroutine per node, does the reading.
-func (in *nodeInbox) runPass() {
+// bounded pool, not a goroutine per node, does the reading. Its passes are
+// soft: a read failing past the grace closes only the connections still
+// waiting for their first sync_done (a sweep after a reconnect must not
+// close every synced connection of the edge because JetStream is slow to
+// recover); it returns the error so that the sweep can try again.
+func (in *nodeInbox) runPass() error {
 	if in.claim() {
-		in.loop()
+		return in.loop(true)
 	}
+	return nil
 }
 
 // claim marks a pass as running and reports true if none was; otherwise
@@ -106,14 +111,14 @@ func (in *nodeInbox) claim() bool {
 	return true
 }
 
-func (in *nodeInbox) loop() {
+func (in *nodeInbox) loop(soft bool) error {
 	for {
-		err := in.pass()
+		err := in.pass(soft)
 		in.mu.Lock()
 		if !in.again || err != nil || in.ctx.Err() != nil {
 			in.running = false
 			in.mu.Unlock()
-			return
+			return err
 		}
 		in.again = false
 		in.mu.Unlock()
@@ -124,8 +129,9 @@ var errInboxStopped = errors.New("node has no connection left on this edge")
 
 // pass reads the inbox from the earliest position a connection of the node
 // wants, hands each message to the connections that want it, and when the
-// inbox has nothing more, ends the replay of those still replaying.
-func (in *nodeInbox) pass() error {
+// inbox has nothing more, ends the replay of those still replaying. A soft
+// pass that fails closes only the connections still replaying.
+func (in *nodeInbox) pass(soft bool) error {
 	for {
 		conns := in.s.hub.lookup(in.node)
 		from, ok := inboxFrom(conns)
@@ -145,7 +151,7 @@ func (in *nodeInbox) pass() error {
 			in.s.log.Warn("read inbox: giving up after the grace", "node", in.node, "grace", in.s.cfg.InboxReadGrace, "err", err)
 			// The clients cannot be told their inbox is synced; let them retry.
 			for _, c := range conns {
-				c.inboxFailed()
+				c.inboxFailed(soft)
 			}
 			return err
 		}
@@ -211,10 +217,11 @@ func (c *conn) inboxCaughtUp(from uint64) {
 	}
 }
 
-// inboxFailed closes c with 1013 if the failed pass was reading for it.
-func (c *conn) inboxFailed() {
+// inboxFailed closes c with 1013 if the failed pass was reading for it
+// (and, after a soft pass, if c is still waiting for its sync_done).
+func (c *conn) inboxFailed(soft bool) {
 	c.mu.Lock()
-	wanted := c.wantsInboxLocked()
+	wanted := c.wantsInboxLocked() && (!soft || c.replaying)
 	c.mu.Unlock()
 	if wanted {
 		c.requestClose(allspark.CloseTryAgain, "inbox unavailable")

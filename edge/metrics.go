@@ -49,7 +49,7 @@ func newMetrics(reg *prometheus.Registry, nc *nats.Conn, h *hub) *metrics {
 		slow: prometheus.NewCounter(prometheus.CounterOpts{Name: "allspark_slow_consumer_disconnects_total",
 			Help: "Connections closed with 4009 because their send queue filled."}),
 		renudged: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "allspark_inbox_renudge_passes_total",
-			Help: "Inbox passes the edge ran for a held node because a nudge may have been lost, by reason (reconnect: the edge's NATS connection came back; dropped: the node's subscription dropped deliveries)."}, []string{"reason"}),
+			Help: "Inbox passes the edge ran for a held node because a nudge may have been lost, by reason (reconnect: the edge's NATS connection came back; dropped: the node's subscription dropped deliveries; retry: an earlier one failed)."}, []string{"reason"}),
 	}
 	for k := range m.inByKind {
 		m.inByKind[k] = m.in.WithLabelValues(frameKind(k).String())
@@ -60,7 +60,7 @@ func newMetrics(reg *prometheus.Registry, nc *nats.Conn, h *hub) *metrics {
 		m.sentBy[st] = m.sent.WithLabelValues(string(st))
 	}
 	m.renudgeBy = map[string]prometheus.Counter{}
-	for _, r := range []string{renudgeReconnect, renudgeDropped} {
+	for _, r := range []string{renudgeReconnect, renudgeDropped, renudgeRetry} {
 		m.renudgeBy[r] = m.renudged.WithLabelValues(r)
 	}
 	reg.MustRegister(m.in, m.out, m.sent, m.ackLatency, m.stored, m.replayed, m.slow, m.renudged,

@@ -3,6 +3,8 @@ package edge
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,10 +26,14 @@ import (
 //     membership reload for every node it holds, then the same once more a
 //     heartbeat later (another server of the cluster may have dropped a
 //     nudge before it learnt, through its routes, of our renewed interest);
-//   - after a slow consumer, it runs an inbox pass for every node whose
+//   - after a slow consumer, it does the same for every node whose
 //     subscription dropped deliveries, and keeps checking each heartbeat
-//     until a check finds none (later drops on an already-slow
-//     subscription are not reported).
+//     until a check finds none and the dispatchers have room (later drops
+//     on an already-slow subscription are not reported);
+//   - a node whose re-nudge failed (JetStream still failing past
+//     InboxReadGrace) is tried again a heartbeat later. These passes are
+//     soft: their failure closes only connections still waiting for their
+//     first sync_done, never every synced connection of the edge.
 //
 // An inbox pass starts from where each connection is (conn.inboxNext), so
 // an extra pass reads nothing twice and hands no connection a message it
@@ -40,10 +46,11 @@ import (
 const (
 	renudgeReconnect = "reconnect"
 	renudgeDropped   = "dropped"
+	renudgeRetry     = "retry" // a re-nudge that failed, tried again a heartbeat later
 )
 
-// renudger is the edge's re-nudge state; the loop that uses it is the
-// only one to read or write anything but the kick channels.
+// renudger is what the NATS callbacks share with the re-nudge loop; the
+// rest of its state is the loop's own.
 type renudger struct {
 	// slow is kicked (never blocking) by the NATS async error handler on a
 	// slow consumer.
@@ -78,9 +85,16 @@ func (s *Server) watchNATS() {
 func (s *Server) renudgeLoop(status <-chan nats.Status) {
 	t := time.NewTicker(s.cfg.Heartbeat)
 	defer t.Stop()
-	// settle: a reconnect sweep is to be repeated at the next tick;
-	// dropsSuspected: check the subscriptions for drops at each tick.
+	// settle: sweep every held node again at the next tick (after a
+	// reconnect); dropsSuspected: check the subscriptions for drops at
+	// each tick; retry: nodes whose re-nudge failed, for the next tick.
 	var settle, dropsSuspected bool
+	retry := map[string]struct{}{}
+	run := func(reason string, nodes []string) {
+		for _, node := range s.sweep(reason, nodes) {
+			retry[node] = struct{}{}
+		}
+	}
 	for {
 		select {
 		case <-s.stop:
@@ -91,22 +105,40 @@ func (s *Server) renudgeLoop(status <-chan nats.Status) {
 				<-status
 			}
 			s.log.Info("nats reconnected; reading the inbox of every node held here")
-			s.sweep(renudgeReconnect, nil)
+			s.flushSubs()
+			run(renudgeReconnect, s.heldNodes(nil))
 			settle = true
 			t.Reset(s.cfg.Heartbeat)
 		case <-s.renudge.slow:
 			dropsSuspected = true
-			s.sweep(renudgeDropped, s.droppedSince)
+			run(renudgeDropped, s.heldNodes(s.droppedSince))
 		case <-t.C:
+			if len(retry) > 0 {
+				nodes := slices.Collect(maps.Keys(retry))
+				clear(retry)
+				run(renudgeRetry, nodes)
+			}
 			if settle {
 				settle = false
-				s.sweep(renudgeReconnect, nil)
+				run(renudgeReconnect, s.heldNodes(nil))
 			}
 			if dropsSuspected {
-				dropsSuspected = s.sweep(renudgeDropped, s.droppedSince) > 0 || s.hub.congested()
+				dropped := s.heldNodes(s.droppedSince)
+				run(renudgeDropped, dropped)
+				dropsSuspected = len(dropped) > 0 || s.hub.congested()
 			}
 		}
 	}
+}
+
+// flushSubs makes sure the server has the subscriptions nats.go sent again
+// on reconnect before the sweep reads, so that anything stored after a
+// read is nudged to us (from this server; another one of the cluster may
+// learn of them later, which the second sweep covers).
+func (s *Server) flushSubs() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Heartbeat)
+	defer cancel()
+	_ = s.nc.FlushWithContext(ctx) // best effort: the passes read either way
 }
 
 // droppedSince reports whether n's subscription dropped deliveries since
@@ -119,58 +151,56 @@ func (s *Server) droppedSince(n *hubNode) bool {
 	return int64(d) > n.dropped.Swap(int64(d))
 }
 
-// sweep runs a re-nudge for every node held here that want accepts (nil:
-// every node), on a bounded pool, and returns how many it ran. A
-// reconnect sweep also reloads the nodes' memberships. It returns early
-// when the edge stops.
-func (s *Server) sweep(reason string, want func(*hubNode) bool) int {
-	if s.nc.IsClosed() {
-		return 0
-	}
-	if reason == renudgeReconnect {
-		// Our subscriptions were sent again on reconnect; a round trip
-		// makes sure the server has them before we read, so anything
-		// stored after a read is nudged to us.
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Heartbeat)
-		_ = s.nc.FlushWithContext(ctx) // best effort: the passes read either way
-		cancel()
-	}
+// heldNodes lists the nodes held here that want accepts (nil: all).
+func (s *Server) heldNodes(want func(*hubNode) bool) []string {
 	var nodes []string
 	s.hub.nodes.each(func(node string, n *hubNode) {
 		if want == nil || want(n) {
 			nodes = append(nodes, node)
 		}
 	})
-	if len(nodes) == 0 {
-		return 0
+	return nodes
+}
+
+// sweep re-nudges nodes on a pool of at most MaxInboxReads goroutines and
+// returns those whose re-nudge failed. It stops feeding the pool when the
+// edge stops.
+func (s *Server) sweep(reason string, nodes []string) (failed []string) {
+	if len(nodes) == 0 || s.nc.IsClosed() {
+		return nil
 	}
 	work := make(chan string)
+	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range min(len(nodes), s.cfg.MaxInboxReads) {
 		wg.Go(func() {
 			for node := range work {
-				s.renudgeNode(node, reason)
+				if !s.renudgeNode(node, reason) {
+					mu.Lock()
+					failed = append(failed, node)
+					mu.Unlock()
+				}
 			}
 		})
 	}
-	ran := 0
 feed:
 	for _, node := range nodes {
 		select {
 		case work <- node:
-			ran++
 		case <-s.stop:
 			break feed
 		}
 	}
 	close(work)
 	wg.Wait()
-	return ran
+	return failed
 }
 
 // renudgeNode runs an inbox pass for node on this goroutine (or asks the
-// running one to go again) and, after a reconnect, reloads its memberships.
-func (s *Server) renudgeNode(node, reason string) {
+// running one to go again) and reloads its memberships, which a lost
+// membership nudge left stale. It reports false if either failed while
+// the node is still here.
+func (s *Server) renudgeNode(node, reason string) bool {
 	var in *nodeInbox
 	s.hub.nodes.view(node, func(n *hubNode, ok bool) {
 		if ok {
@@ -178,29 +208,30 @@ func (s *Server) renudgeNode(node, reason string) {
 		}
 	})
 	if in == nil {
-		return // gone since the sweep listed it
+		return true // gone since the sweep listed it
 	}
 	s.m.renudgeBy[reason].Inc()
-	in.runPass()
-	if reason != renudgeReconnect {
-		return
+	if err := in.runPass(); err != nil {
+		return in.ctx.Err() != nil
 	}
 	conns := s.hub.lookup(node)
 	if len(conns) == 0 {
-		return
+		return true
 	}
 	ctx, cancel := context.WithTimeout(in.ctx, inboxReadTimeout)
 	defer cancel()
 	m, err := s.sessions.NodeSessions(ctx, node)
 	if err != nil {
-		if in.ctx.Err() == nil {
-			s.log.Warn("reload memberships after reconnect", "node", node, "err", err)
+		if in.ctx.Err() != nil {
+			return true
 		}
-		return
+		s.log.Warn("reload memberships", "node", node, "reason", reason, "err", err)
+		return false
 	}
 	for _, c := range conns {
 		c.setSessions(m)
 	}
+	return true
 }
 
 // congested reports whether a dispatcher channel is at least half full:

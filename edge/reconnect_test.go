@@ -2,6 +2,8 @@ package edge_test
 
 import (
 	"fmt"
+	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -143,4 +145,82 @@ func TestStoredWhileEdgeDropsNudgeArrives(t *testing.T) {
 	if n := testutil.CounterValue(t, edge.MetricsRegistry(a.srv), "allspark_inbox_renudge_passes_total"); n < 1 {
 		t.Fatalf("allspark_inbox_renudge_passes_total = %v, want >= 1", n)
 	}
+}
+
+// A re-nudge after a reconnect that cannot read the inbox (JetStream still
+// failing past INBOX_READ_GRACE) leaves synced connections open and tries
+// again later: it must not close every connection of the edge with 1013.
+func TestRenudgeFailingInboxKeepsSyncedConnections(t *testing.T) {
+	c := newCluster(t)
+	logs := recordLogs(c)
+	proxy := testutil.StartTCPProxy(t, c.ns.Addr().String())
+	c.url = "nats://" + proxy.Addr()
+	a := c.edge("edge-a", func(cfg *edge.Config) { cfg.InboxReadGrace = 300 * time.Millisecond })
+	c.url = c.ns.ClientURL()
+	b := c.edge("edge-b")
+	bob := c.dial(a, "bob", "bob")
+	alice := c.dial(b, "alice", "alice")
+	nc := testutil.Connect(t, c.ns.ClientURL())
+
+	deleteInboxStream(t, nc)
+	cutEdgeNATS(t, c.ns, proxy, "edge-a")
+	proxy.Restore()
+	testutil.Eventually(t, 20*time.Second, func() error {
+		return logs.has(slog.LevelWarn, "read inbox: giving up after the grace")
+	})
+	testutil.Eventually(t, 20*time.Second, func() error {
+		select {
+		case <-bob.Closed():
+			t.Fatalf("bob closed with %d after a failed re-nudge", bob.CloseCode())
+		default:
+		}
+		if n := testutil.CounterValue(t, edge.MetricsRegistry(a.srv), "allspark_inbox_renudge_passes_total"); n < 2 {
+			return fmt.Errorf("allspark_inbox_renudge_passes_total = %v, want a pass and a retry", n)
+		}
+		return nil
+	})
+	openInbox(t, nc)
+
+	// Barrier: bob's connection still takes live messages.
+	alice.Send(t, map[string]any{"id": "after", "dest_id": "bob", "payload": "after"})
+	select {
+	case <-bob.Closed():
+		t.Fatalf("bob closed with %d after a failed re-nudge", bob.CloseCode())
+	default:
+	}
+	if f := bob.Until(t, wait, wstest.Frame.IsMessage); string(f.Payload) != `"after"` {
+		t.Fatalf("bob got %s", f.Raw)
+	}
+}
+
+// A membership nudge lost while the edge was off NATS is made up for: after
+// the reconnect the edge reloads the memberships of the nodes it holds, so
+// a node that left a session meanwhile stops being counted a member here.
+func TestUnjoinWhileEdgeOffNATSAppliesAfterReconnect(t *testing.T) {
+	c := newCluster(t)
+	proxy := testutil.StartTCPProxy(t, c.ns.Addr().String())
+	c.url = "nats://" + proxy.Addr()
+	a := c.edge("edge-a")
+	c.url = c.ns.ClientURL()
+	b := c.edge("edge-b")
+	c.mustCall(b, "POST", "/v1/sessions", "owner", "owner", map[string]any{"session_id": "room-r"}, 201)
+	c.dial(a, "bob", "bob")
+	c.mustCall(b, "POST", "/v1/sessions/room-r/join", "bob", "bob", nil, 200)
+	member := func() bool { return slices.Contains(edge.HeldSessions(a.srv, "bob"), "room-r") }
+	testutil.Eventually(t, wait, func() error {
+		if !member() {
+			return fmt.Errorf("edge-a does not count bob a member of room-r after his join")
+		}
+		return nil
+	})
+
+	cutEdgeNATS(t, c.ns, proxy, "edge-a")
+	c.mustCall(b, "POST", "/v1/sessions/room-r/unjoin", "bob", "bob", nil, 200)
+	proxy.Restore()
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if member() {
+			return fmt.Errorf("edge-a still counts bob a member of room-r after his unjoin")
+		}
+		return nil
+	})
 }
