@@ -49,10 +49,11 @@ func TestMembershipsRefuseStaleDerivation(t *testing.T) {
 	if _, _, err := s.Join(ctx, "room", "n", false); err != nil {
 		t.Fatal(err)
 	}
-	_, joinedRev, err := s.get(ctx, "room")
+	cur, err := s.memberKey(ctx, "room", "n")
 	if err != nil {
 		t.Fatal(err)
 	}
+	joinedRev := cur.rev
 	if err := s.Unjoin(ctx, "room", "n"); err != nil {
 		t.Fatal(err)
 	}
