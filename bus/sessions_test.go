@@ -13,11 +13,13 @@ import (
 
 	"github.com/allspark-rt/allspark/bus"
 	"github.com/allspark-rt/allspark/internal/testutil"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 type sessionsRig struct {
 	t           *testing.T
+	nc          *nats.Conn
 	s           *bus.Sessions
 	memberships jetstream.KeyValue // raw view of the node index
 }
@@ -25,6 +27,22 @@ type sessionsRig struct {
 func openSessions(t *testing.T, cfg bus.SessionsConfig) *sessionsRig {
 	t.Helper()
 	nc := testutil.Connect(t, testutil.RunNATS(t).ClientURL())
+	s := openSessionsOn(t, nc, cfg)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), "allspark_memberships")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &sessionsRig{t: t, nc: nc, s: s, memberships: kv}
+}
+
+// openSessionsOn opens a Sessions on nc: another one on the same
+// connection's server stands for another edge.
+func openSessionsOn(t *testing.T, nc *nats.Conn, cfg bus.SessionsConfig) *bus.Sessions {
+	t.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -37,11 +55,7 @@ func openSessions(t *testing.T, cfg bus.SessionsConfig) *sessionsRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(t.Context(), "allspark_memberships")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &sessionsRig{t: t, s: s, memberships: kv}
+	return s
 }
 
 // rawEntries is node's index as stored, entries of every state.
