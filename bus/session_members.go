@@ -171,20 +171,29 @@ func (s *Sessions) addMember(ctx context.Context, sid, node string, m Member) (s
 		return "", 0, false, fmt.Errorf("write member: %w", err)
 	}
 	if m.Anonymous {
-		if err := s.putAlias(ctx, sid, m.MemberID, node); err != nil {
+		if err := s.ensureAlias(ctx, sid, node, m.MemberID); err != nil {
 			return "", 0, false, err
-		}
-		// An unjoin that ran meanwhile may have removed the alias before
-		// it was written: it must not outlive the membership.
-		cur, err := s.memberKey(ctx, sid, node)
-		if err != nil {
-			return "", 0, false, err
-		}
-		if !cur.live() || cur.m.MemberID != m.MemberID {
-			return "", 0, false, errors.Join(errors.New("join raced an unjoin of the same node; retry"), s.purgeAlias(ctx, sid, m.MemberID))
 		}
 	}
 	return m.MemberID, rev, true, nil
+}
+
+// ensureAlias writes the alias key of node's anonymous membership, then
+// checks that the membership is still there: an unjoin that ran
+// meanwhile may have removed the alias before it was written, and the
+// alias must not outlive the membership.
+func (s *Sessions) ensureAlias(ctx context.Context, sid, node, alias string) error {
+	if err := s.putAlias(ctx, sid, alias, node); err != nil {
+		return err
+	}
+	cur, err := s.memberKey(ctx, sid, node)
+	if err != nil {
+		return err
+	}
+	if !cur.live() || cur.m.MemberID != alias {
+		return errors.Join(errors.New("join raced an unjoin of the same node; retry"), s.purgeAlias(ctx, sid, alias))
+	}
+	return nil
 }
 
 func (s *Sessions) putAlias(ctx context.Context, sid, alias, node string) error {

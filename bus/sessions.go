@@ -265,7 +265,7 @@ func (s *Sessions) Join(ctx context.Context, id, node string, anonymous bool) (m
 	}
 	if cur.live() {
 		if cur.m.Anonymous { // a join that died before writing the alias key left it out
-			if err := s.putAlias(ctx, id, cur.m.MemberID, node); err != nil {
+			if err := s.ensureAlias(ctx, id, node, cur.m.MemberID); err != nil {
 				return "", false, err
 			}
 		}
