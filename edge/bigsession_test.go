@@ -34,7 +34,8 @@ import (
 //     cmd/edge) built without -race into t.TempDir(): an edge holding
 //     10,000 connections runs 20,000 goroutines, past the race detector's
 //     8,128, and a race-built NATS would make the 20,000 joins crawl.
-//   - The members are held by bigClientsPerChild-sized child processes
+//   - The members are held by child processes of bigClientsPerChildRace
+//     connections under -race
 //     (this test binary again, TestBigSessionChild): one goroutine per
 //     connection keeps each under the race detector's limit, and no
 //     process holds more sockets than RLIMIT_NOFILE's hard limit (20,000
@@ -130,8 +131,12 @@ func TestBigSessionEveryMemberReceives(t *testing.T) {
 	// Child processes hold members 1..n-1; this one holds the sender.
 	start = time.Now()
 	var clients []*child
-	for from := 1; from < members; from += bigClientsPerChild {
-		to := min(from+bigClientsPerChild, members)
+	perChild := 10_000
+	if raceEnabled {
+		perChild = bigClientsPerChildRace
+	}
+	for from := 1; from < members; from += perChild {
+		to := min(from+perChild, members)
 		clients = append(clients, startChild(t, "clients", "ALLSPARK_BIG_URLS="+strings.Join(addrs, ","),
 			fmt.Sprintf("ALLSPARK_BIG_FROM=%d", from), fmt.Sprintf("ALLSPARK_BIG_TO=%d", to)))
 	}
@@ -175,9 +180,11 @@ func TestBigSessionEveryMemberReceives(t *testing.T) {
 	}
 }
 
-// bigClientsPerChild bounds one client process: a connection costs it a
-// goroutine, and under -race a process may have 8,128.
-const bigClientsPerChild = 4_000
+// bigClientsPerChildRace bounds one client process under -race: a
+// connection costs it a goroutine, and a process may have 8,128. Without
+// -race, a process holds 10,000 (20,000 sockets' worth of descriptors
+// stay with the edges).
+const bigClientsPerChildRace = 4_000
 
 // buildBigBinaries builds cmd/edge and cmd/embedded-nats without -race.
 func buildBigBinaries(t *testing.T) string {
@@ -339,29 +346,6 @@ func startChild(t *testing.T, role string, env ...string) *child {
 		}
 	})
 	return c
-}
-
-// waitLine returns the rest of the child's first line starting with prefix.
-func (c *child) waitLine(t *testing.T, prefix string, timeout time.Duration) string {
-	t.Helper()
-	var out string
-	testutil.Eventually(t, timeout, func() error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, l := range c.lines {
-			if rest, ok := strings.CutPrefix(l, prefix+" "); ok {
-				out = rest
-				return nil
-			}
-		}
-		select {
-		case <-c.done:
-			return fmt.Errorf("child exited before printing %s", prefix)
-		default:
-		}
-		return fmt.Errorf("child has not printed %s yet", prefix)
-	})
-	return out
 }
 
 func (c *child) stat(field string) int64 {
