@@ -34,9 +34,9 @@ import (
 //     cmd/edge) built without -race into t.TempDir(): an edge holding
 //     10,000 connections runs 20,000 goroutines, past the race detector's
 //     8,128, and a race-built NATS would make the 20,000 joins crawl.
-//   - The members are held by child processes of bigClientsPerChildRace
-//     connections under -race
-//     (this test binary again, TestBigSessionChild): one goroutine per
+//   - The members are held by child processes (this test binary again,
+//     TestBigSessionChild) of bigClientsPerChildRace connections under
+//     -race, 10,000 without: one goroutine per
 //     connection keeps each under the race detector's limit, and no
 //     process holds more sockets than RLIMIT_NOFILE's hard limit (20,000
 //     on the project's CI machine) allows.
