@@ -49,7 +49,7 @@ type Session struct {
 	CreatedBy      string `json:"created_by"`
 	CreatedAt      int64  `json:"created_at"` // Unix ms
 	// Format is 2 for a record whose members are keys of their own; a
-	// record without it is the first format, members inline (legacy.go).
+	// record without it is the first format, members inline (session_legacy.go).
 	Format int `json:"v,omitempty"`
 }
 
@@ -186,7 +186,7 @@ func (s *Sessions) newAlias() (string, error) {
 
 // Get returns a session's record (not its members: see Member, MemberNode
 // and Page) or ErrSessionNotFound. A record in the first format is
-// migrated on the way (see legacy.go).
+// migrated on the way (see session_legacy.go).
 func (s *Sessions) Get(ctx context.Context, id string) (*Session, error) {
 	sess, _, err := s.record(ctx, id)
 	return sess, err
