@@ -87,7 +87,7 @@ func (h *harness) runScenarios() {
 		h.add(r, err, r.Scenario)
 	}
 	if o.scenarios["big"] && o.systems["allspark"] {
-		for _, r := range h.bigSession(o.big) {
+		for _, r := range h.bigSession(o.big, o.bigAnon) {
 			h.add(r, nil, r.Scenario)
 		}
 	}

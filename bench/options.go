@@ -38,6 +38,7 @@ type options struct {
 	idle      []int // connection counts of scenario e
 	storm     int   // clients of the reconnect storm
 	big       int   // members of the big session
+	bigAnon   bool  // the big session's members join anonymously (no presence)
 	systems   map[string]bool
 	out       string
 	cache     string
@@ -60,7 +61,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	clients := fs.Int("clients", 200, "clients in the 1:1 scenario")
 	idleN := fs.String("idle", "10000,100000", "comma-separated connection counts of the idle scenario e (the harness raises RLIMIT_NOFILE where it may)")
 	storm := fs.Int("storm", 20000, "clients of the reconnect storm (scenario storm)")
-	big := fs.Int("big", 100000, "members of the big session on 2 edges (scenario big; at most 100000, the session cap)")
+	big := fs.Int("big", 100000, "members of the big session on 2 edges (scenario big; at most 1000000, the largest ALLSPARK_SESSION_MAX_MEMBERS)")
+	bigAnon := fs.Bool("big-anonymous", false, "the big session's members join anonymously, so connecting them sends no presence frames")
 	systems := fs.String("systems", strings.Join(allSystems(), ","), "systems to measure")
 	out := fs.String("out", "", "directory for results.md and results.json (default: "+committedResults+
 		" for a full run, "+partialResults+" for any other; a partial run may not write "+committedResults+")")
@@ -76,13 +78,13 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 
-	o := options{duration: *dur, clients: *clients, storm: *storm, big: *big, cache: *cache, profile: *profile}
+	o := options{duration: *dur, clients: *clients, storm: *storm, big: *big, bigAnon: *bigAnon, cache: *cache, profile: *profile}
 	var err error
 	if o.idle, err = counts("idle", *idleN); err != nil {
 		return options{}, err
 	}
-	if o.storm < 1 || o.big < 2 || o.big > 100_000 {
-		return options{}, fmt.Errorf("-storm must be positive and -big 2..100000, got %d and %d", o.storm, o.big)
+	if o.storm < 1 || o.big < 2 || o.big > 1_000_000 {
+		return options{}, fmt.Errorf("-storm must be positive and -big 2..1000000, got %d and %d", o.storm, o.big)
 	}
 	if o.scenarios, err = choose("scenario", *scen, allScenarios()); err != nil {
 		return options{}, err

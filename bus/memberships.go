@@ -12,15 +12,20 @@ import (
 )
 
 // The memberships bucket holds, per node, an index of the sessions the
-// node is in. The session record (allspark_sessions) is authoritative; an
-// index entry is derived from it and stamped with the record's revision,
-// so a late write derived from an older record can never undo a newer one
-// (a join's "member" arriving after the unjoin's "gone"). A join first
-// reserves a slot here ("pending", which counts against the node's cap but
-// is not a membership), then writes the record, then turns the slot into
-// "member"; a join the record refuses releases its slot. So the index
-// never lists a session the record does not, and a node over its cap never
-// reaches the record.
+// node is in. The node's member key in the session (allspark_sessions,
+// Token(sid).n.Token(node): see session_members.go) is authoritative; an
+// index entry is derived from it and stamped with the revision of the
+// key's write (its creation, or its delete marker), so a late write
+// derived from an older one can never undo a newer one (a join's "member"
+// arriving after the unjoin's "gone"). Revisions are sequences of the
+// bucket's stream, so they also order the first-format session records
+// (members inline, stamped with the record's revision) before any member
+// key migrated from them. A join first reserves a slot here ("pending",
+// which counts against the node's cap but is not a membership), then
+// writes the member key, then turns the slot into "member"; a join the
+// session refuses releases its slot. So the index never lists a session
+// without the node's key, and a node over its cap never reaches the
+// session.
 const (
 	entryMember  = "member"
 	entryPending = "pending"

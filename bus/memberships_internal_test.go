@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -49,10 +50,11 @@ func TestMembershipsRefuseStaleDerivation(t *testing.T) {
 	if _, _, err := s.Join(ctx, "room", "n", false); err != nil {
 		t.Fatal(err)
 	}
-	_, joinedRev, err := s.get(ctx, "room")
+	cur, err := s.memberKey(ctx, "room", "n")
 	if err != nil {
 		t.Fatal(err)
 	}
+	joinedRev := cur.rev
 	if err := s.Unjoin(ctx, "room", "n"); err != nil {
 		t.Fatal(err)
 	}
@@ -91,5 +93,41 @@ func TestMembershipsReservationExpires(t *testing.T) {
 	}
 	if got, _ := s.NodeSessions(ctx, "n"); len(got) != 0 {
 		t.Fatalf("reservations listed as memberships: %v", got)
+	}
+}
+
+// A join that died between counting itself and writing its key leaves an
+// over-count. While the counter is busy, the session answers full as its
+// counter says (joins may be in flight); once the counter has been quiet
+// for recountAfter, a refused join recounts the member keys, repairs the
+// counter and gets in. A truly full session stays full.
+func TestSessionCountRepairsOverCount(t *testing.T) {
+	s := internalSessions(t)
+	s.maxMembers = 2
+	ctx := t.Context()
+	var off time.Duration
+	s.now = func() time.Time { return time.Now().Add(off) }
+	if err := s.Create(ctx, "room", "a", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.incr(ctx, "room", 1, ""); err != nil { // the join that died
+		t.Fatal(err)
+	}
+	if _, _, err := s.Join(ctx, "room", "b", false); !errors.Is(err, ErrSessionFull) {
+		t.Fatalf("join at a fresh over-count: %v, want ErrSessionFull", err)
+	}
+	off = s.recountAfter + time.Second
+	if _, joined, err := s.Join(ctx, "room", "b", false); err != nil || !joined {
+		t.Fatalf("join once the counter is quiet: %v %v, want the over-count repaired", joined, err)
+	}
+	if n, err := s.Count(ctx, "room"); err != nil || n != 2 {
+		t.Fatalf("count %d %v, want 2", n, err)
+	}
+	off += s.recountAfter + time.Second
+	if _, _, err := s.Join(ctx, "room", "c", false); !errors.Is(err, ErrSessionFull) {
+		t.Fatalf("join past a true cap: %v, want ErrSessionFull", err)
+	}
+	if n, err := s.Count(ctx, "room"); err != nil || n != 2 {
+		t.Fatalf("count after a recount of a full session %d %v, want 2", n, err)
 	}
 }

@@ -236,15 +236,14 @@ func (r *Router) targets(ctx context.Context, m *allspark.Message) (targets []st
 		}
 		return targets, false, nil
 	default: // one member of a session, by member id: routed like a direct message
-		sess, err := r.sessions.Get(ctx, m.DestSessionID)
-		if err != nil {
+		node, anon, err := r.sessions.MemberNode(ctx, m.DestSessionID, m.MemberID)
+		switch {
+		case errors.Is(err, ErrMemberNotFound):
+			return nil, false, allspark.Errorf(allspark.CodeNotFound, "no such member in the session")
+		case err != nil:
 			return nil, false, allspark.Errorf(sessionCode(err), err.Error())
 		}
-		node, ok := sess.NodeOf(m.MemberID)
-		if !ok {
-			return nil, false, allspark.Errorf(allspark.CodeNotFound, "no such member in the session")
-		}
-		return []string{node}, sess.Members[node].Anonymous, nil
+		return []string{node}, anon, nil
 	}
 }
 

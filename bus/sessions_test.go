@@ -13,11 +13,13 @@ import (
 
 	"github.com/allspark-rt/allspark/bus"
 	"github.com/allspark-rt/allspark/internal/testutil"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 type sessionsRig struct {
 	t           *testing.T
+	nc          *nats.Conn
 	s           *bus.Sessions
 	memberships jetstream.KeyValue // raw view of the node index
 }
@@ -25,6 +27,22 @@ type sessionsRig struct {
 func openSessions(t *testing.T, cfg bus.SessionsConfig) *sessionsRig {
 	t.Helper()
 	nc := testutil.Connect(t, testutil.RunNATS(t).ClientURL())
+	s := openSessionsOn(t, nc, cfg)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), "allspark_memberships")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &sessionsRig{t: t, nc: nc, s: s, memberships: kv}
+}
+
+// openSessionsOn opens a Sessions on nc: another one on the same
+// connection's server stands for another edge.
+func openSessionsOn(t *testing.T, nc *nats.Conn, cfg bus.SessionsConfig) *bus.Sessions {
+	t.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -37,11 +55,7 @@ func openSessions(t *testing.T, cfg bus.SessionsConfig) *sessionsRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(t.Context(), "allspark_memberships")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &sessionsRig{t: t, s: s, memberships: kv}
+	return s
 }
 
 // rawEntries is node's index as stored, entries of every state.
@@ -71,13 +85,28 @@ func (r *sessionsRig) noSlot(node, sid string) {
 	}
 }
 
+// members reads every member of sid, page by page (small pages, so the
+// paging is exercised too).
 func (r *sessionsRig) members(sid string) map[string]bus.Member {
 	r.t.Helper()
-	sess, err := r.s.Get(context.Background(), sid)
-	if err != nil {
-		r.t.Fatalf("get %s: %v", sid, err)
+	out := map[string]bus.Member{}
+	var from uint64
+	for {
+		page, err := r.s.Page(context.Background(), sid, from, 7)
+		if err != nil {
+			r.t.Fatalf("page %s from %d: %v", sid, from, err)
+		}
+		for _, m := range page.Members {
+			if _, dup := out[m.Node]; dup {
+				r.t.Fatalf("%s listed twice in %s", m.Node, sid)
+			}
+			out[m.Node] = m.Member
+		}
+		if page.Next == 0 {
+			return out
+		}
+		from = page.Next
 	}
-	return sess.Members
 }
 
 func TestSessionsCreateJoinUnjoin(t *testing.T) {
@@ -147,12 +176,11 @@ func TestSessionsAnonymousAliases(t *testing.T) {
 	if err != nil || !joined || !strings.HasPrefix(alias, "anon-") || strings.Contains(alias, "ghost") {
 		t.Fatalf("anonymous join: %q %v %v", alias, joined, err)
 	}
-	sess, err := r.s.Get(ctx, "open")
-	if err != nil {
-		t.Fatal(err)
+	if node, anon, err := r.s.MemberNode(ctx, "open", alias); err != nil || node != "ghost" || !anon {
+		t.Fatalf("MemberNode(%s) = %q anonymous=%v %v", alias, node, anon, err)
 	}
-	if node, ok := sess.NodeOf(alias); !ok || node != "ghost" || !sess.Members["ghost"].Anonymous {
-		t.Fatalf("NodeOf(%s) = %q %v; member %+v", alias, node, ok, sess.Members["ghost"])
+	if m := r.members("open")["ghost"]; m.MemberID != alias || !m.Anonymous {
+		t.Fatalf("ghost listed as %+v", m)
 	}
 	if got, _ := r.s.NodeSessions(ctx, "ghost"); got["open"] != alias {
 		t.Fatalf("ghost's sessions %v, want open -> %s", got, alias)

@@ -22,8 +22,13 @@ type SessionInfo struct {
 		MemberID string `json:"member_id"`
 		Online   bool   `json:"online"`
 	} `json:"members"`
-	LastSeq  uint64 `json:"last_seq"`
-	AckedSeq uint64 `json:"acked_seq"` // this node's read cursor
+	// MemberCount counts every member; Members is the first page of them
+	// (up to the edge's ALLSPARK_SESSION_PAGE_DEFAULT), and NextCursor,
+	// when set, is the ?cursor= of the next page.
+	MemberCount int    `json:"member_count"`
+	NextCursor  string `json:"next_cursor,omitempty"`
+	LastSeq     uint64 `json:"last_seq"`
+	AckedSeq    uint64 `json:"acked_seq"` // this node's read cursor
 }
 
 // CreateSession creates a session (id "" lets the edge pick one) with

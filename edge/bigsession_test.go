@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"github.com/allspark-rt/allspark/internal/fdlimit"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,35 +21,37 @@ import (
 	"time"
 
 	"github.com/allspark-rt/allspark/auth"
-	"github.com/allspark-rt/allspark/edge"
 	"github.com/allspark-rt/allspark/internal/testutil"
 	"github.com/allspark-rt/allspark/internal/wstest"
 	"github.com/lxzan/gws"
 )
 
 // A session of 20,000 members, spread over two edges, receives one message
-// on every member (issue 12, acceptance 4; the benchmark's "big" scenario
-// measures 100,000).
+// on every member (issue 12; the benchmark's "big" scenario measures
+// 100,000). It runs in the default suite, also under -race:
 //
-// 20,000 websockets are 40,000 sockets, more than one process may hold
-// where RLIMIT_NOFILE's hard limit is 20,000 and cannot be raised (as on
-// the project's CI machine). So the test runs as five processes: this one
-// (NATS, the joins, the sender), two edges and two client processes, each
-// holding at most 10,000 connections. The children are this test binary
-// again, running TestBigSessionChild in the role named by
-// ALLSPARK_BIG_CHILD.
+//   - NATS and the two edges are real binaries (cmd/embedded-nats,
+//     cmd/edge) built without -race into t.TempDir(): an edge holding
+//     10,000 connections runs 20,000 goroutines, past the race detector's
+//     8,128, and a race-built NATS would make the 20,000 joins crawl.
+//   - The members are held by child processes (this test binary again,
+//     TestBigSessionChild) of bigClientsPerChildRace connections under
+//     -race, 10,000 without: one goroutine per
+//     connection keeps each under the race detector's limit, and no
+//     process holds more sockets than RLIMIT_NOFILE's hard limit (20,000
+//     on the project's CI machine) allows.
+//   - Every member but the sender joins anonymously, through the
+//     per-member store (HTTP joins, 64 at a time). Anonymous members have
+//     no presence, so 20,000 members coming online do not announce
+//     themselves to each other: with named members that is n²/2 = 2·10⁸
+//     presence frames, presence's own scaling problem, measured by the
+//     benchmark and not this test's subject (ALLSPARK_BIG_TEST_NAMED=1
+//     joins them named, to see it). Fan-out is the same for both kinds.
 //
-// It is opt-in, ALLSPARK_BIG_TESTS=1, because today it is slow: every
-// member that comes online announces its presence to every member already
-// online (n²/2 = 2·10⁸ presence frames for 20,000 members), and every join
-// rewrites the session's one KV value, which grows with the session.
-// ALLSPARK_BIG_TEST_MEMBERS sets another size (at least 3).
+// -short skips it; ALLSPARK_BIG_TEST_MEMBERS sets another size (≥ 3).
 func TestBigSessionEveryMemberReceives(t *testing.T) {
-	if os.Getenv("ALLSPARK_BIG_TESTS") != "1" {
-		t.Skip("opt-in: ALLSPARK_BIG_TESTS=1 (a 20,000-member session over five processes; see the comment)")
-	}
-	if raceEnabled {
-		t.Skip("the race detector allows 8,128 live goroutines; 10,000 connections per process need more")
+	if testing.Short() {
+		t.Skip("-short: a 20,000-member session over several processes")
 	}
 	members := 20_000
 	if v := os.Getenv("ALLSPARK_BIG_TEST_MEMBERS"); v != "" {
@@ -57,19 +61,19 @@ func TestBigSessionEveryMemberReceives(t *testing.T) {
 		}
 		members = n
 	}
-	ns := testutil.RunNATS(t)
+	named := os.Getenv("ALLSPARK_BIG_TEST_NAMED") == "1"
+	_, _ = fdlimit.Raise(1 << 20) // the children inherit it
 	keys, err := auth.NewKeys(testSecret, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mc := strconv.Itoa(members)
-	edgeA := startChild(t, "edge", "ALLSPARK_BIG_NATS="+ns.ClientURL(), "ALLSPARK_BIG_EDGE=big-a", "ALLSPARK_BIG_MEMBERS="+mc)
-	edgeB := startChild(t, "edge", "ALLSPARK_BIG_NATS="+ns.ClientURL(), "ALLSPARK_BIG_EDGE=big-b", "ALLSPARK_BIG_MEMBERS="+mc)
-	addrs := []string{edgeA.waitLine(t, "LISTEN", 30*time.Second), edgeB.waitLine(t, "LISTEN", 30*time.Second)}
+	start := time.Now()
+	bins := buildBigBinaries(t)
+	natsURL := startBigNATS(t, bins)
+	addrs := []string{startBigEdge(t, bins, "big-a", natsURL, members), startBigEdge(t, bins, "big-b", natsURL, members)}
+	t.Logf("built and started NATS and 2 edges in %s", time.Since(start).Round(time.Millisecond))
 
-	// Everyone joins before connecting (member i on edge i%2), so the
-	// joins do not wait for presence.
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}, Timeout: time.Minute}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: time.Minute}
 	defer hc.CloseIdleConnections()
 	call := func(addr, path, node string, body string) error {
 		req, _ := http.NewRequest("POST", "http://"+addr+path, strings.NewReader(body))
@@ -89,20 +93,24 @@ func TestBigSessionEveryMemberReceives(t *testing.T) {
 		}
 		return nil
 	}
-	if err := call(addrs[0], "/v1/sessions", bigMember(0), `{"session_id":"big"}`); err != nil {
+	if err := call(addrs[0], "/v1/sessions", bigMember(0), `{"session_id":"big","allow_anonymous":true}`); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	joinPath := "/v1/sessions/big/join?anonymous=true"
+	if named {
+		joinPath = "/v1/sessions/big/join"
+	}
+	start = time.Now()
 	var joinErr error
 	var once sync.Once
 	var wg sync.WaitGroup
 	work := make(chan int)
-	for range 32 {
+	for range 64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				if err := call(addrs[i%2], "/v1/sessions/big/join", bigMember(i), ""); err != nil {
+				if err := call(addrs[i%2], joinPath, bigMember(i), ""); err != nil {
 					once.Do(func() { joinErr = err })
 				}
 			}
@@ -116,15 +124,21 @@ func TestBigSessionEveryMemberReceives(t *testing.T) {
 	if joinErr != nil {
 		t.Fatal(joinErr)
 	}
-	t.Logf("%d members joined in %s", members, time.Since(start).Round(time.Millisecond))
+	el := time.Since(start)
+	t.Logf("%d members joined in %s (%.0f joins/s)", members-1, el.Round(time.Millisecond), float64(members-1)/el.Seconds())
+	hc.CloseIdleConnections()
 
-	// Two client processes hold members 1..n-1; this one holds the sender.
+	// Child processes hold members 1..n-1; this one holds the sender.
 	start = time.Now()
-	half := members / 2
 	var clients []*child
-	for _, r := range [][2]int{{1, half}, {half, members}} {
+	perChild := 10_000
+	if raceEnabled {
+		perChild = bigClientsPerChildRace
+	}
+	for from := 1; from < members; from += perChild {
+		to := min(from+perChild, members)
 		clients = append(clients, startChild(t, "clients", "ALLSPARK_BIG_URLS="+strings.Join(addrs, ","),
-			fmt.Sprintf("ALLSPARK_BIG_FROM=%d", r[0]), fmt.Sprintf("ALLSPARK_BIG_TO=%d", r[1])))
+			fmt.Sprintf("ALLSPARK_BIG_FROM=%d", from), fmt.Sprintf("ALLSPARK_BIG_TO=%d", to)))
 	}
 	total := func(field string) int64 {
 		var n int64
@@ -133,20 +147,28 @@ func TestBigSessionEveryMemberReceives(t *testing.T) {
 		}
 		return n
 	}
-	testutil.Eventually(t, 30*time.Minute, func() error {
+	testutil.Eventually(t, 10*time.Minute, func() error {
+		for _, c := range clients {
+			select {
+			case <-c.done:
+				t.Fatalf("a client process exited (%d of %d members synced)", total("synced"), members-1)
+			default:
+			}
+		}
 		if n := total("synced"); n != int64(members-1) {
 			return fmt.Errorf("%d of %d members online and synced (%d presence frames so far)", n, members-1, total("presence"))
 		}
 		return nil
 	})
-	t.Logf("%d members online in %s, after %d presence frames", members-1, time.Since(start).Round(time.Millisecond), total("presence"))
+	t.Logf("%d members online in %s over %d client processes, after %d presence frames", members-1, time.Since(start).Round(time.Millisecond), len(clients), total("presence"))
 
 	sender := wstest.Dial(t, "ws://"+addrs[0]+"/v1/ws?auth_key="+url.QueryEscape(mustKey(t, keys, bigMember(0))))
+	defer sender.Close()
 	for f := sender.Next(t, time.Minute); f.Type != "sync_done"; f = sender.Next(t, time.Minute) {
 	}
 	start = time.Now()
 	sender.SendRaw(t, `{"dest_session_id":"big","payload":{"big":"`+bigMarker+`"}}`)
-	testutil.Eventually(t, 10*time.Minute, func() error {
+	testutil.Eventually(t, 5*time.Minute, func() error {
 		if n := total("got"); n != int64(members-1) {
 			return fmt.Errorf("%d of %d members received the message", n, members-1)
 		}
@@ -156,6 +178,102 @@ func TestBigSessionEveryMemberReceives(t *testing.T) {
 	if d := total("dup"); d != 0 {
 		t.Fatalf("%d members received the message more than once", d)
 	}
+}
+
+// bigClientsPerChildRace bounds one client process under -race: a
+// connection costs it a goroutine, and a process may have 8,128. Without
+// -race, a process holds 10,000 (20,000 sockets' worth of descriptors
+// stay with the edges).
+const bigClientsPerChildRace = 4_000
+
+// buildBigBinaries builds cmd/edge and cmd/embedded-nats without -race.
+func buildBigBinaries(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "./cmd/edge", "./cmd/embedded-nats")
+	cmd.Dir = ".." // the module root: this package is edge/
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// bigProc runs bin with env, its output in a log file shown if the test
+// fails, and kills it at the end (a crash, not a drain: nothing of it is
+// being tested then).
+func bigProc(t *testing.T, name, bin string, env []string, args ...string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("%s log (last 2000 bytes):\n%s", name, b[max(0, len(b)-2000):])
+		}
+		logf.Close()
+	})
+}
+
+func startBigNATS(t *testing.T, bins string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	bigProc(t, "nats", filepath.Join(bins, "embedded-nats"),
+		[]string{"ALLSPARK_NATS_PASSWORD=big-test-password", "ALLSPARK_NATS_BACKEND_PASSWORD=big-test-backend", "ALLSPARK_NATS_LOG_LEVEL=warn"},
+		"-name", "big", "-listen", addr, "-store", t.TempDir())
+	testutil.Eventually(t, time.Minute, func() error {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("NATS at %s: %w", addr, err)
+		}
+		return c.Close()
+	})
+	return "nats://allspark:big-test-password@" + addr
+}
+
+func startBigEdge(t *testing.T, bins, id, natsURL string, members int) string {
+	t.Helper()
+	addr := freeAddr(t)
+	bigProc(t, id, filepath.Join(bins, "edge"), []string{
+		"ALLSPARK_NATS_URL=" + natsURL, "ALLSPARK_EDGE_ID=" + id, "ALLSPARK_LISTEN=" + addr,
+		"ALLSPARK_DATA_DIR=" + t.TempDir(), "ALLSPARK_AUTH_SECRET=" + testSecret, "ALLSPARK_LOG_LEVEL=warn",
+		"ALLSPARK_OPS_LISTEN=off", "ALLSPARK_SEND_QUEUE_BYTES=8388608",
+		fmt.Sprintf("ALLSPARK_SESSION_MAX_MEMBERS=%d", max(members, 1)),
+	})
+	testutil.Eventually(t, 2*time.Minute, func() error {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return fmt.Errorf("edge %s: %w", id, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("edge %s: /readyz %d", id, resp.StatusCode)
+		}
+		return nil
+	})
+	return addr
+}
+
+// freeAddr is a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // bigMarker is in the one message the test sends; presence frames and
@@ -230,29 +348,6 @@ func startChild(t *testing.T, role string, env ...string) *child {
 	return c
 }
 
-// waitLine returns the rest of the child's first line starting with prefix.
-func (c *child) waitLine(t *testing.T, prefix string, timeout time.Duration) string {
-	t.Helper()
-	var out string
-	testutil.Eventually(t, timeout, func() error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, l := range c.lines {
-			if rest, ok := strings.CutPrefix(l, prefix+" "); ok {
-				out = rest
-				return nil
-			}
-		}
-		select {
-		case <-c.done:
-			return fmt.Errorf("child exited before printing %s", prefix)
-		default:
-		}
-		return fmt.Errorf("child has not printed %s yet", prefix)
-	})
-	return out
-}
-
 func (c *child) stat(field string) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -268,8 +363,6 @@ func TestBigSessionChild(t *testing.T) {
 	}
 	_, _ = fdlimit.Raise(1 << 20) // as many as allowed: the parent sized the work to the limit
 	switch role {
-	case "edge":
-		runEdgeChild(t)
 	case "clients":
 		runClientsChild(t)
 	default:
@@ -278,21 +371,6 @@ func TestBigSessionChild(t *testing.T) {
 	// The parent ends a child by closing its stdin; the child's
 	// connections are torn down with the process, not one by one.
 	os.Exit(0)
-}
-
-func runEdgeChild(t *testing.T) {
-	keys, err := auth.NewKeys(testSecret, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	members, _ := strconv.Atoi(os.Getenv("ALLSPARK_BIG_MEMBERS"))
-	c := &cluster{t: t, url: os.Getenv("ALLSPARK_BIG_NATS"), keys: keys}
-	e := c.edge(os.Getenv("ALLSPARK_BIG_EDGE"), func(cfg *edge.Config) {
-		cfg.SessionMaxMembers = members
-		cfg.SendQueueBytes = 8 << 20
-	})
-	fmt.Printf("LISTEN %s\n", e.http.Listener.Addr())
-	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes it
 }
 
 // bigCounter counts what one member receives: sync_done, presence, and

@@ -77,8 +77,13 @@ type Config struct {
 	// SessionMaxMembers caps one session's members (a join past it answers
 	// 409 conflict); NodeMaxSessions caps the sessions one node is in (a
 	// join or create past it answers 409 conflict). 0 means the default.
-	SessionMaxMembers int `env:"SESSION_MAX_MEMBERS" envDefault:"10000"`
+	SessionMaxMembers int `env:"SESSION_MAX_MEMBERS" envDefault:"100000"`
 	NodeMaxSessions   int `env:"NODE_MAX_SESSIONS" envDefault:"1000"`
+	// SessionPageDefault and SessionPageMax are the members one page of
+	// GET /v1/sessions/{id} holds without ?limit= and at most; a limit
+	// outside 1..SessionPageMax answers 400 bad_request. 0 means 1000.
+	SessionPageDefault int `env:"SESSION_PAGE_DEFAULT" envDefault:"1000"`
+	SessionPageMax     int `env:"SESSION_PAGE_MAX" envDefault:"1000"`
 	// StoreTimeout bounds the storing of one message's inbox copies (or its
 	// session history append), retries included; a copy not durable by then
 	// fails "unavailable". StoreAttemptTimeout is how long one publish waits
@@ -154,6 +159,7 @@ const (
 	defaultServiceDrain    = 64
 	defaultEventsTTL       = 24 * time.Hour
 	defaultPresenceNodes   = 1000
+	defaultSessionPage     = 1000
 )
 
 // withDefaults fills the limits left at zero.
@@ -187,6 +193,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PresenceMaxNodes == 0 {
 		c.PresenceMaxNodes = defaultPresenceNodes
+	}
+	if c.SessionPageMax == 0 {
+		c.SessionPageMax = defaultSessionPage
+	}
+	if c.SessionPageDefault == 0 {
+		c.SessionPageDefault = min(defaultSessionPage, c.SessionPageMax)
 	}
 	return c
 }
@@ -237,8 +249,14 @@ func (c Config) Validate() error {
 	if _, err := parseOrigins(c.AllowedOrigins); err != nil {
 		bad("ALLOWED_ORIGINS", "%v", err)
 	}
-	if c.SessionMaxMembers < 0 || c.SessionMaxMembers > 100_000 {
-		bad("SESSION_MAX_MEMBERS", "must be 0 (default) to 100000, got %d", c.SessionMaxMembers)
+	if c.SessionMaxMembers < 0 || c.SessionMaxMembers > 1_000_000 {
+		bad("SESSION_MAX_MEMBERS", "must be 0 (default) to 1000000, got %d", c.SessionMaxMembers)
+	}
+	if c.SessionPageMax < 0 || c.SessionPageMax > 100_000 {
+		bad("SESSION_PAGE_MAX", "must be 0 (default) to 100000, got %d", c.SessionPageMax)
+	}
+	if d := c.withDefaults(); c.SessionPageDefault < 0 || d.SessionPageDefault > d.SessionPageMax {
+		bad("SESSION_PAGE_DEFAULT", "must be 0 (default) to SESSION_PAGE_MAX (%d), got %d", d.SessionPageMax, c.SessionPageDefault)
 	}
 	if c.NodeMaxSessions < 0 || c.NodeMaxSessions > 100_000 {
 		bad("NODE_MAX_SESSIONS", "must be 0 (default) to 100000, got %d", c.NodeMaxSessions)

@@ -2,10 +2,14 @@ package edge
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/allspark-rt/allspark"
@@ -174,38 +178,53 @@ type sessionMember struct {
 type sessionView struct {
 	SessionID string          `json:"session_id"`
 	Members   []sessionMember `json:"members"`
-	LastSeq   uint64          `json:"last_seq"`
-	AckedSeq  uint64          `json:"acked_seq"` // the caller's read cursor
+	// MemberCount is the session's member count (all pages); NextCursor
+	// asks for the page after this one, absent on the last.
+	MemberCount int    `json:"member_count"`
+	NextCursor  string `json:"next_cursor,omitempty"`
+	LastSeq     uint64 `json:"last_seq"`
+	AckedSeq    uint64 `json:"acked_seq"` // the caller's read cursor
 }
 
+// GET /v1/sessions/{id}[?limit=n][&cursor=c]: one page of members, in the
+// order they joined (then by member id within the page), and the
+// session's counters. The cursor is opaque to clients: it encodes where
+// the next page starts in the session's member keys.
 func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
 	id, req, ok := s.sessionCall(w, r, false)
 	if !ok {
 		return
 	}
-	sess, err := s.sessions.Get(r.Context(), req.SessionID)
+	limit, from, ok := s.pageParams(w, r)
+	if !ok {
+		return
+	}
+	if _, err := s.sessions.Member(r.Context(), req.SessionID, id.NodeID); err != nil {
+		s.writeSessionError(w, err)
+		return
+	}
+	page, err := s.sessions.Page(r.Context(), req.SessionID, from, limit)
 	if err != nil {
 		s.writeSessionError(w, err)
 		return
 	}
-	if _, ok := sess.Members[id.NodeID]; !ok {
-		s.writeSessionError(w, bus.ErrNotMember)
-		return
-	}
-	nodes := make([]string, 0, len(sess.Members))
-	for n, m := range sess.Members {
-		if !anonymous(n, m.MemberID) {
-			nodes = append(nodes, n)
+	nodes := make([]string, 0, len(page.Members))
+	for _, m := range page.Members {
+		if !anonymous(m.Node, m.MemberID) {
+			nodes = append(nodes, m.Node)
 		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), presenceTimeout)
 	held, _ := bus.QueryPresence(ctx, s.nc, s.subj, nodes, len(s.registry.Live()))
 	cancel()
-	view := sessionView{SessionID: sess.ID, Members: make([]sessionMember, 0, len(nodes))}
-	for n, m := range sess.Members {
+	view := sessionView{SessionID: req.SessionID, Members: make([]sessionMember, 0, len(page.Members))}
+	if page.Next != 0 {
+		view.NextCursor = encodeCursor(page.Next)
+	}
+	for _, m := range page.Members {
 		sm := sessionMember{MemberID: m.MemberID}
-		if !anonymous(n, m.MemberID) {
-			online := len(held[n]) > 0
+		if !anonymous(m.Node, m.MemberID) {
+			online := len(held[m.Node]) > 0
 			sm.Online = &online
 		}
 		view.Members = append(view.Members, sm)
@@ -213,13 +232,65 @@ func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(view.Members, func(i, j int) bool { return view.Members[i].MemberID < view.Members[j].MemberID })
 	ctx, cancel = context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if view.LastSeq, err = s.history.LastSeq(ctx, sess.ID); err != nil {
+	if view.MemberCount, err = s.sessions.Count(ctx, req.SessionID); err != nil {
 		s.writeSessionError(w, err)
 		return
 	}
-	if view.AckedSeq, err = s.sessions.Cursor(ctx, sess.ID, id.NodeID); err != nil {
+	if view.LastSeq, err = s.history.LastSeq(ctx, req.SessionID); err != nil {
+		s.writeSessionError(w, err)
+		return
+	}
+	if view.AckedSeq, err = s.sessions.Cursor(ctx, req.SessionID, id.NodeID); err != nil {
 		s.writeSessionError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, view)
+}
+
+// pageParams reads ?limit= and ?cursor=, answering 400 bad_request for a
+// malformed or out-of-range one.
+func (s *Server) pageParams(w http.ResponseWriter, r *http.Request) (limit int, from uint64, ok bool) {
+	q := r.URL.Query()
+	limit = s.cfg.SessionPageDefault
+	if v := q.Get("limit"); v != "" || q.Has("limit") {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > s.cfg.SessionPageMax {
+			writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, fmt.Sprintf("limit must be 1 to %d", s.cfg.SessionPageMax))
+			return 0, 0, false
+		}
+		limit = n
+	}
+	if v := q.Get("cursor"); v != "" || q.Has("cursor") {
+		seq, ok := decodeCursor(v)
+		if !ok {
+			writeError(w, http.StatusBadRequest, allspark.CodeBadRequest, "cursor must be a next_cursor this endpoint returned")
+			return 0, 0, false
+		}
+		from = seq
+	}
+	return limit, from, true
+}
+
+// A cursor is "m1." and the stream sequence the next page starts at, in
+// unpadded base64url: opaque, so it can change form with a version tag.
+const cursorTag = "m1."
+
+func encodeCursor(seq uint64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorTag + strconv.FormatUint(seq, 10)))
+}
+
+func decodeCursor(c string) (uint64, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, false
+	}
+	rest, ok := strings.CutPrefix(string(b), cursorTag)
+	if !ok {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(rest, 10, 64)
+	if err != nil || seq == 0 {
+		return 0, false
+	}
+	return seq, true
 }

@@ -70,12 +70,16 @@ func TestSessionLimitsFromConfig(t *testing.T) {
 func TestSessionLimitsValidated(t *testing.T) {
 	for _, mod := range []func(*edge.Config){
 		func(c *edge.Config) { c.NodeMaxSessions = -1 },
-		func(c *edge.Config) { c.SessionMaxMembers = 1_000_000 },
+		func(c *edge.Config) { c.SessionMaxMembers = 1_000_001 },
+		func(c *edge.Config) { c.SessionPageMax = -1 },
+		func(c *edge.Config) { c.SessionPageDefault = 1001 }, // past the default SESSION_PAGE_MAX
+		func(c *edge.Config) { c.SessionPageMax, c.SessionPageDefault = 10, 11 },
 	} {
 		cfg := testConfig("e", "http://127.0.0.1:1")
 		mod(&cfg)
 		err := cfg.Validate()
-		if err == nil || !(strings.Contains(err.Error(), "ALLSPARK_NODE_MAX_SESSIONS") || strings.Contains(err.Error(), "ALLSPARK_SESSION_MAX_MEMBERS")) {
+		if err == nil || !(strings.Contains(err.Error(), "ALLSPARK_NODE_MAX_SESSIONS") || strings.Contains(err.Error(), "ALLSPARK_SESSION_MAX_MEMBERS") ||
+			strings.Contains(err.Error(), "ALLSPARK_SESSION_PAGE_")) {
 			t.Fatalf("Validate: %v, want the variable named", err)
 		}
 	}

@@ -65,16 +65,14 @@ func (c *conn) memberOf(ctx context.Context, sid string) (string, *allspark.Erro
 	if ok {
 		return id, nil
 	}
-	sess, err := c.s.sessions.Get(ctx, sid)
+	m, err := c.s.sessions.Member(ctx, sid, c.id.NodeID) // one read of c's member key
 	switch {
 	case errors.Is(err, bus.ErrSessionNotFound):
 		return "", allspark.Errorf(allspark.CodeNotFound, "unknown session")
+	case errors.Is(err, bus.ErrNotMember):
+		return "", allspark.Errorf(allspark.CodeNotMember, "not a member of the session")
 	case err != nil:
 		return "", allspark.Errorf(allspark.CodeUnavailable, "cannot read the session")
-	}
-	m, ok := sess.Members[c.id.NodeID]
-	if !ok {
-		return "", allspark.Errorf(allspark.CodeNotMember, "not a member of the session")
 	}
 	c.s.reloadMemberships(c.id.NodeID, []*conn{c}, "") // the cache missed a join
 	return m.MemberID, nil
