@@ -129,7 +129,11 @@ func TestIdlePingsNeedNoStandingWriter(t *testing.T) {
 // check finds any writer left behind, and every connection must go.
 func TestCloseRacesWriterStartStop(t *testing.T) {
 	c := newCluster(t)
-	a := c.edge("edge-a", func(cfg *edge.Config) { cfg.SingleConnection = true; cfg.RateLimit = 0; cfg.PingInterval = 300 * time.Millisecond })
+	a := c.edge("edge-a", func(cfg *edge.Config) {
+		cfg.SingleConnection = true
+		cfg.RateLimit = 0
+		cfg.PingInterval = 300 * time.Millisecond
+	})
 	senders := []*wstest.Client{c.dial(a, "s1", "s1"), c.dial(a, "s2", "s2")}
 	stop := make(chan struct{})
 	done := make(chan struct{})
