@@ -290,8 +290,11 @@ func (c *conn) takeQueue(buf [][]byte) (writeWork, bool) {
 		return writeWork{}, false
 	}
 	if c.ws == nil || (len(c.queue) == 0 && !c.pingDue && c.closing.code == 0) {
-		// Idle: the queue's array goes too (an idle connection holds none).
-		c.queue = nil
+		// Idle (or not attached yet: attach signals again). An empty
+		// queue's array goes too: an idle connection holds none.
+		if len(c.queue) == 0 {
+			c.queue = nil
+		}
 		c.writer.Store(writerIdle)
 		return writeWork{}, false
 	}
