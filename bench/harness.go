@@ -74,7 +74,10 @@ func (h *harness) runScenarios() {
 	if o.scenarios["e"] {
 		for _, want := range o.idle {
 			n, why := fit(want)
-			h.each("e", func(sys *system) (result, error) { return idle(h.ctx, sys, want, n, why) })
+			if why != "" {
+				fmt.Fprintf(h.stderr, "e: %d idle connections asked, running %d: %s\n", want, n, why)
+			}
+			h.each("e", func(sys *system) (result, error) { return idle(h.ctx, sys, want, n, why, h.o.idleProf) })
 		}
 	}
 	if o.scenarios["ops"] && o.systems["allspark"] {

@@ -43,6 +43,7 @@ type options struct {
 	out       string
 	cache     string
 	profile   string
+	idleProf  string // scenario e: where to save the edge's heap and goroutine profiles
 }
 
 // full reports whether the run covers every scenario and system, the only
@@ -69,6 +70,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	home, _ := os.UserCacheDir()
 	cache := fs.String("cache", filepath.Join(home, "allspark-bench"), "where Centrifugo is installed")
 	profile := fs.String("profile", "", "save a CPU profile of AllSpark during the 1:1 max-rate run to this file")
+	idleProf := fs.String("idle-profile", "", "save AllSpark's heap and goroutine profiles with the idle connections open (scenario e) to this directory")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -78,7 +80,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 
-	o := options{duration: *dur, clients: *clients, storm: *storm, big: *big, bigAnon: *bigAnon, cache: *cache, profile: *profile}
+	o := options{duration: *dur, clients: *clients, storm: *storm, big: *big, bigAnon: *bigAnon, cache: *cache, profile: *profile, idleProf: *idleProf}
 	var err error
 	if o.idle, err = counts("idle", *idleN); err != nil {
 		return options{}, err

@@ -107,12 +107,15 @@ func allsparkSessions(base string, sessions, members int) error {
 }
 
 // idle opens n connections (of want asked; why says why fewer) that do
-// nothing and reports the server's RSS growth per connection.
-func idle(ctx context.Context, sys *system, want, n int, why string) (result, error) {
+// nothing and reports the server's RSS growth per connection and, for
+// AllSpark, where it goes (see memStats). profDir, if set, receives the
+// edge's heap and goroutine profiles.
+func idle(ctx context.Context, sys *system, want, n int, why, profDir string) (result, error) {
 	r := result{Scenario: fmt.Sprintf("e: %d idle connections", want), System: sys.name}
 	col := newCollector()
 	time.Sleep(time.Second)
 	before := sys.srv.rssKB()
+	stats0, haveStats := sys.srv.memStatsOf()
 	var closers []func()
 	defer func() {
 		for _, c := range closers {
@@ -158,6 +161,12 @@ func idle(ctx context.Context, sys *system, want, n int, why string) (result, er
 	r.RSSMB = float64(after) / 1024
 	r.KBPerConn = float64(after-before) / float64(len(closers))
 	r.Note = fmt.Sprintf("%.1f KB RSS per connection", r.KBPerConn)
+	if stats1, ok := sys.srv.memStatsOf(); ok && haveStats {
+		r.Note += " (" + stats1.perConn(stats0, len(closers)) + ")"
+	}
+	if err := sys.srv.saveProfiles(profDir, len(closers)); err != nil {
+		return r, err
+	}
 	if why != "" {
 		r.Note += "; " + why
 	}

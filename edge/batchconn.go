@@ -14,13 +14,20 @@ import (
 // Writes from other goroutines (gws answering a ping, say) during a batch
 // are collected too, in order, since gws serializes its writes; net.Conn
 // never interleaves two whole Write calls, so the stream stays well formed.
+//
+// Between batches the connection holds no buffer: flush hands it back to
+// pool (the server's), so an idle connection costs nothing here.
 type batchConn struct {
 	net.Conn
+	pool     *sync.Pool // of *[]byte
 	mu       sync.Mutex
 	batching bool   // guarded by mu
 	buf      []byte // guarded by mu
-	spare    []byte // guarded by mu: the last flushed buffer, for reuse
 }
+
+// batchBufMax is the largest buffer flush returns to the pool: a rare huge
+// batch should not pin its memory.
+const batchBufMax = 64 << 10
 
 func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
@@ -37,26 +44,30 @@ func (b *batchConn) Write(p []byte) (int, error) {
 func (b *batchConn) begin() {
 	b.mu.Lock()
 	b.batching = true
+	if b.buf == nil && b.pool != nil {
+		if p, ok := b.pool.Get().(*[]byte); ok {
+			b.buf = (*p)[:0]
+		}
+	}
 	b.mu.Unlock()
 }
 
-// flush stops collecting and writes what was collected, in one call.
+// flush stops collecting, writes what was collected in one call and hands
+// the buffer back to the pool.
 func (b *batchConn) flush() error {
 	b.mu.Lock()
 	b.batching = false
 	out := b.buf
-	b.buf = b.spare[:0]
-	b.spare = nil
+	b.buf = nil
 	b.mu.Unlock()
-	if len(out) == 0 {
-		return nil
+	var err error
+	if len(out) > 0 {
+		_, err = b.Conn.Write(out)
 	}
-	_, err := b.Conn.Write(out)
-	b.mu.Lock()
-	if b.spare == nil && cap(out) <= 1<<20 { // keep one modest buffer per connection
-		b.spare = out[:0]
+	if b.pool != nil && out != nil && cap(out) <= batchBufMax {
+		out = out[:0]
+		b.pool.Put(&out)
 	}
-	b.mu.Unlock()
 	return err
 }
 

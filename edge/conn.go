@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/allspark-rt/allspark"
@@ -13,10 +14,10 @@ import (
 )
 
 // readTimeout is how long the edge waits for anything from the client (a
-// frame or a pong) before it gives up on the peer. Pings go out on a fixed
-// ticker every pingInterval, so a live client answers one at least every
-// interval; the extra half interval is the pong's allowance for round trip
-// and for a ping queued behind a batch. A client that stops answering is
+// frame or a pong) before it gives up on the peer. Pings go out every
+// pingInterval (see pingWheel: at most one wheel step early), so a live
+// client answers one at least every interval; the extra half interval is
+// the pong's allowance for round trip and for a ping queued behind a batch. A client that stops answering is
 // therefore closed between 1 and 1.5 intervals after its last frame, and
 // always within 2.
 func readTimeout(pingInterval time.Duration) time.Duration {
@@ -24,14 +25,16 @@ func readTimeout(pingInterval time.Duration) time.Duration {
 }
 
 // conn is one websocket connection. Its reader is gws's ReadLoop, which
-// calls handle for each frame; its writer is writeLoop. Either stopping
-// closes the socket, which stops the other.
+// calls handle for each frame; its writer is writeLoop, which runs only
+// while there is something to write (see signal), so an idle connection
+// costs one goroutine. A writer that fails closes the socket, which stops
+// the reader; a reader that stops tears the connection down, and no writer
+// runs after that.
 type conn struct {
 	s       *Server
 	id      auth.Identity
 	ctx     context.Context // ends when the connection does
 	cancel  context.CancelFunc
-	wake    chan struct{} // capacity 1: "the queue or closing changed"
 	drained chan struct{} // capacity 1: "the writer emptied the queue"
 	done    chan struct{} // closed when teardown has run
 	expiry  *time.Timer   // closes with 4001 when the auth_key expires; nil if none
@@ -45,12 +48,22 @@ type conn struct {
 	limiter     rateLimiter
 	rateClosing bool // over the rate for the whole grace: closing with 4008
 
+	// writer is writerIdle (no writer goroutine), writerRunning (exactly
+	// one) or writerDone (the close handshake began or a write failed: no
+	// writer ever again). Only signal starts a writer, by moving it from
+	// idle to running; only the writer moves it on, with mu held.
+	writer atomic.Int32
+	// pingSlot is 1 + the index of the ping wheel slot holding c, 0 when
+	// it is in none. Set before the reader starts; read by teardown.
+	pingSlot int
+
 	mu       sync.Mutex
 	ws       *gws.Conn              // guarded by mu: nil until attach
 	aborted  bool                   // guarded by mu: abort ran; attach closes the socket at once
 	queue    [][]byte               // guarded by mu
 	queued   int                    // guarded by mu: bytes in queue
 	closing  closeRequest           // guarded by mu: code non-zero once a close is requested
+	pingDue  bool                   // guarded by mu: the ping wheel asked for a ping
 	tornDown bool                   // guarded by mu: the reader has stopped and teardown ran; nothing is queued any more
 	pending  map[string]*pendingAck // guarded by mu: live deliveries awaiting the client's ack
 	ackq     []ackDeadline          // guarded by mu: pending acks in delivery order (same timeout, so deadline order)
@@ -103,15 +116,15 @@ type ackDeadline struct {
 func newConn(s *Server, id auth.Identity) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{s: s, id: id, ctx: ctx, cancel: cancel,
-		wake: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{}),
+		drained: make(chan struct{}, 1), done: make(chan struct{}),
 		pending: map[string]*pendingAck{}, replaying: true, replayed: map[string]struct{}{}, inboxAcks: map[string]uint64{},
 		limiter: newRateLimiter(s.cfg.RateLimit, s.cfg.RateBurst, s.cfg.RateLimitGrace, s.now())}
 }
 
-// attach binds the upgraded socket. Deliveries queued before it wait for
-// the writer, which starts after this. If abort already ran (the server is
-// closing), the socket is closed at once, so the reader the caller starts
-// ends immediately.
+// attach binds the upgraded socket and starts a writer for the
+// deliveries queued before it (until now a writer finds no socket and
+// stops). If abort already ran (the server is closing), the socket is
+// closed at once, so the reader the caller starts ends immediately.
 func (c *conn) attach(ws *gws.Conn) {
 	c.mu.Lock()
 	c.ws = ws
@@ -119,7 +132,9 @@ func (c *conn) attach(ws *gws.Conn) {
 	c.mu.Unlock()
 	if aborted {
 		_ = ws.NetConn().Close()
+		return
 	}
+	c.signal()
 }
 
 // abort closes the socket without a close frame, as if the process died;
@@ -135,10 +150,20 @@ func (c *conn) abort() {
 	}
 }
 
+// The writer's states; see conn.writer.
+const (
+	writerIdle int32 = iota
+	writerRunning
+	writerDone
+)
+
+// signal says the queue, the close request or a due ping changed: it
+// starts a writer unless one is running (which will see the change: it
+// looks at the queue under mu before it stops) or the connection is done
+// writing. It never blocks and may be called with or without c.mu held.
 func (c *conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if c.writer.CompareAndSwap(writerIdle, writerRunning) {
+		go c.writeLoop()
 	}
 }
 
@@ -206,37 +231,29 @@ func (c *conn) requestClose(code int, reason string) {
 	c.signal()
 }
 
-// writeLoop is the connection's only writer. It pings on a fixed ticker,
-// whatever else it writes: a client that only receives must still be
-// asked for a pong, or its silence would be taken for death. On each
-// wake-up it drains the whole queue, so a burst costs one lock round.
+// writeLoop is the connection's only writer while it runs; signal starts
+// it and it ends when nothing is left to write, so an idle connection has
+// no writer goroutine. Pings come from the server's ping wheel, which asks
+// for one every PingInterval whatever else is written: a client that only
+// receives must still be asked for a pong, or its silence would be taken
+// for death. Each round drains the whole queue, so a burst costs one lock
+// round and one write(2).
 func (c *conn) writeLoop() {
-	c.mu.Lock()
-	ws := c.ws
-	c.mu.Unlock()
-	ping := time.NewTicker(c.s.cfg.PingInterval)
-	defer ping.Stop()
 	var batch [][]byte
 	for {
-		select {
-		case <-c.done:
+		w, ok := c.takeQueue(batch)
+		if !ok {
 			return
-		case <-ping.C:
-			if err := c.writePing(ws); err != nil {
-				_ = ws.NetConn().Close()
-				return
-			}
-			continue
-		case <-c.wake:
 		}
-		var closing closeRequest
-		batch, closing = c.takeQueue(batch)
+		batch = w.batch
 		// A slow consumer would not read what is queued anyway.
-		if closing.code != allspark.CloseSlowConsumer {
-			if err := c.writeBatch(ws, batch); err != nil {
-				_ = ws.NetConn().Close()
-				return
-			}
+		if w.closing.code == allspark.CloseSlowConsumer {
+			batch = batch[:0]
+		}
+		if err := c.writeBatch(w.ws, w.ping, batch); err != nil {
+			c.writer.Store(writerDone)
+			_ = w.ws.NetConn().Close()
+			return
 		}
 		clear(batch)
 		select {
@@ -244,31 +261,68 @@ func (c *conn) writeLoop() {
 		default:
 		}
 		c.resumeInbox()
-		if closing.code != 0 {
-			c.beginCloseHandshake(ws, closing)
+		if w.closing.code != 0 {
+			c.beginCloseHandshake(w.ws, w.closing)
 			return
 		}
 	}
 }
 
-// takeQueue swaps the queue for buf (emptied) and returns what was queued
-// and the close requested, if any.
-func (c *conn) takeQueue(buf [][]byte) ([][]byte, closeRequest) {
+// writeWork is one round of the writer.
+type writeWork struct {
+	ws      *gws.Conn
+	batch   [][]byte
+	closing closeRequest
+	ping    bool
+}
+
+// takeQueue swaps the queue for buf (emptied) and returns what was queued,
+// whether a ping is due and the close requested, if any. With nothing to
+// do (or no socket yet, or the connection torn down) it stops the writer
+// instead and reports false: deciding that under mu is what lets signal
+// start a new writer without losing a wake-up. A close request moves the
+// writer to done, as the round that carries it out is its last.
+func (c *conn) takeQueue(buf [][]byte) (writeWork, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	batch := c.queue
-	c.queue, c.queued = buf[:0], 0
-	return batch, c.closing
+	if c.tornDown {
+		c.writer.Store(writerDone)
+		return writeWork{}, false
+	}
+	if c.ws == nil || (len(c.queue) == 0 && !c.pingDue && c.closing.code == 0) {
+		// Idle (or not attached yet: attach signals again). An empty
+		// queue's array goes too: an idle connection holds none.
+		if len(c.queue) == 0 {
+			c.queue = nil
+		}
+		c.writer.Store(writerIdle)
+		return writeWork{}, false
+	}
+	w := writeWork{ws: c.ws, batch: c.queue, closing: c.closing, ping: c.pingDue}
+	c.queue, c.queued, c.pingDue = buf[:0], 0, false
+	if w.closing.code != 0 {
+		c.writer.Store(writerDone)
+	}
+	return w, true
 }
 
-func (c *conn) writePing(ws *gws.Conn) error {
-	_ = ws.SetWriteDeadline(c.s.now().Add(c.s.cfg.WriteTimeout))
-	return ws.WritePing(nil)
+// requestPing asks the writer for a ping; the ping wheel calls it. A
+// connection that is closing or gone gets none.
+func (c *conn) requestPing() {
+	c.mu.Lock()
+	if c.tornDown || c.closing.code != 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.pingDue = true
+	c.mu.Unlock()
+	c.signal()
 }
 
-// writeBatch writes frames and, on a batchConn, flushes them in one write.
-func (c *conn) writeBatch(ws *gws.Conn, batch [][]byte) error {
-	if len(batch) == 0 {
+// writeBatch writes a ping (if ping) and the frames and, on a batchConn,
+// flushes them in one write.
+func (c *conn) writeBatch(ws *gws.Conn, ping bool, batch [][]byte) error {
+	if len(batch) == 0 && !ping {
 		return nil
 	}
 	_ = ws.SetWriteDeadline(c.s.now().Add(c.s.cfg.WriteTimeout))
@@ -276,8 +330,19 @@ func (c *conn) writeBatch(ws *gws.Conn, batch [][]byte) error {
 	if batched {
 		bc.begin()
 	}
+	if ping {
+		if err := ws.WritePing(nil); err != nil {
+			if batched {
+				_ = bc.flush()
+			}
+			return err
+		}
+	}
 	for i, b := range batch {
 		if err := ws.WriteMessage(gws.OpcodeText, b); err != nil {
+			if batched {
+				_ = bc.flush()
+			}
 			return err
 		}
 		batch[i] = nil
@@ -434,6 +499,7 @@ func (c *conn) teardown() {
 		c.ackTimer.Stop()
 	}
 	c.mu.Unlock()
+	c.s.pings.remove(c)
 	c.cancel()
 	if c.expiry != nil {
 		c.expiry.Stop()

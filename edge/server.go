@@ -50,6 +50,10 @@ type Server struct {
 	hub  *hub
 	mux  *http.ServeMux
 	ws   *gws.Upgrader
+	// pings asks every connection for its keepalive ping (see pingWheel);
+	// bufs holds batchConn's write buffers between batches.
+	pings *pingWheel
+	bufs  sync.Pool
 
 	// Set by Start.
 	req        *bus.Requester
@@ -98,7 +102,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, nc: deps.NATS, js: js, keys: deps.Keys, log: deps.Logger, now: deps.Now, subj: subj,
 		stop: make(chan struct{}), deletes: make(chan uint64, 1<<16),
-		reconnectFrame: mustJSON(reconnectFrame{Type: "reconnect", AfterMS: 0})}
+		reconnectFrame: mustJSON(reconnectFrame{Type: "reconnect", AfterMS: 0}),
+		pings:          newPingWheel(cfg.PingInterval)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -114,6 +119,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.m = newMetrics(deps.Metrics, deps.NATS, s.hub)
 	s.ws = gws.NewUpgrader(wsEvents{}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,
+		ReadBufferSize:     wsReadBuffer,
+		NewSession:         func() gws.SessionStorage { return &connSlot{} },
 		CheckUtf8Enabled:   true,
 		HandshakeTimeout:   5 * time.Second,
 		Recovery:           gws.Recovery,
@@ -153,6 +160,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.goBackground(s.deleter)
 	}
 	s.watchNATS()
+	s.goBackground(func() { s.pings.run(s.stop) })
 	watchCtx, cancel := context.WithCancel(context.Background())
 	s.goBackground(func() { <-s.stop; cancel() })
 	s.goBackground(func() { s.registry.Watch(watchCtx) })

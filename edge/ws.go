@@ -1,8 +1,13 @@
 package edge
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
+	"io"
+	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/allspark-rt/allspark"
@@ -74,12 +79,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	socket.Session().Store(sessionKey, c)
-	c.attach(socket)
+	c.attach(socket) // starts a writer for what is already queued
 	if !exp.IsZero() {
 		c.expiry = time.AfterFunc(exp.Sub(s.now()), func() { c.requestClose(allspark.CloseAuthExpired, "auth_key expired") })
 	}
 	_ = socket.SetReadDeadline(s.now().Add(readTimeout(s.cfg.PingInterval)))
-	go c.writeLoop()
+	s.pings.add(c)
 	go socket.ReadLoop()
 	c.inbox.nudge()
 	if first {
@@ -115,7 +120,8 @@ func (s *Server) refuseConn(w http.ResponseWriter, r *http.Request, id auth.Iden
 }
 
 // upgrade hijacks the connection and hands gws a batchConn around it, so
-// the writer can send frames in batches.
+// the writer can send frames in batches, and a read buffer of its own (see
+// wsReader).
 func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
@@ -125,7 +131,8 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, err
 	if err != nil {
 		return nil, err
 	}
-	socket, err := s.ws.UpgradeFromConn(&batchConn{Conn: netConn}, brw.Reader, r)
+	bc := &batchConn{Conn: netConn, pool: &s.bufs}
+	socket, err := s.ws.UpgradeFromConn(bc, wsReader(brw.Reader, bc), r)
 	if err != nil {
 		_ = netConn.Close()
 		return nil, err
@@ -172,6 +179,66 @@ func (s *Server) wsIdentity(r *http.Request) (auth.Identity, time.Time, *wsRefus
 }
 
 const sessionKey = "c"
+
+// wsReadBuffer is a connection's read buffer. An idle connection's reader
+// holds it for the connection's life, so it is small: a frame's header and
+// a few small frames (acks) fit, and a larger payload is read straight into
+// its own buffer (bufio reads past a buffer smaller than the read).
+const wsReadBuffer = 512
+
+// wsReader is the read side gws gets for a hijacked connection: a
+// wsReadBuffer reader on the socket itself, carrying over whatever the
+// HTTP server had already buffered past the handshake. Handing gws the
+// server's reader instead would keep its 4 KB buffer, and through it the
+// server's whole per-connection state, for as long as the socket lives.
+func wsReader(hijacked *bufio.Reader, conn net.Conn) *bufio.Reader {
+	var src io.Reader = conn
+	if n := hijacked.Buffered(); n > 0 {
+		early, _ := hijacked.Peek(n) // never fails for n <= Buffered
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	return bufio.NewReaderSize(src, wsReadBuffer)
+}
+
+// connSlot is each socket's gws session storage: it holds only the *conn
+// (under sessionKey), where gws's default is a map with a mutex per
+// connection.
+type connSlot struct {
+	c atomic.Pointer[conn]
+}
+
+func (s *connSlot) Len() int {
+	if s.c.Load() == nil {
+		return 0
+	}
+	return 1
+}
+
+func (s *connSlot) Load(key string) (any, bool) {
+	if c := s.c.Load(); key == sessionKey && c != nil {
+		return c, true
+	}
+	return nil, false
+}
+
+func (s *connSlot) Delete(key string) {
+	if key == sessionKey {
+		s.c.Store(nil)
+	}
+}
+
+// Store keeps a *conn under sessionKey; the edge stores nothing else.
+func (s *connSlot) Store(key string, value any) {
+	if c, ok := value.(*conn); ok && key == sessionKey {
+		s.c.Store(c)
+	}
+}
+
+func (s *connSlot) Range(f func(key string, value any) bool) {
+	if c := s.c.Load(); c != nil {
+		f(sessionKey, c)
+	}
+}
 
 func connOf(socket *gws.Conn) *conn {
 	v, _ := socket.Session().Load(sessionKey)

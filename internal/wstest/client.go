@@ -55,6 +55,7 @@ type Client struct {
 	closed chan struct{}
 	noAck  atomic.Bool
 	noPong atomic.Bool
+	pings  atomic.Int64 // pings received from the server
 
 	mu        sync.Mutex
 	closeCode int   // guarded by mu
@@ -114,6 +115,7 @@ func newClient() *Client {
 
 func (c *Client) OnOpen(*gws.Conn) {}
 func (c *Client) OnPing(s *gws.Conn, p []byte) {
+	c.pings.Add(1)
 	if !c.noPong.Load() {
 		_ = s.WritePong(p)
 	}
@@ -152,6 +154,9 @@ func (c *Client) SetAutoAck(on bool) { c.noAck.Store(!on) }
 // SetPong turns answering the server's pings on (the default) or off, to
 // play a peer that has gone silent while its socket stays open.
 func (c *Client) SetPong(on bool) { c.noPong.Store(!on) }
+
+// Pings counts the websocket pings the server has sent.
+func (c *Client) Pings() int64 { return c.pings.Load() }
 
 // Ack acknowledges msgIDs.
 func (c *Client) Ack(t testing.TB, msgIDs ...string) {
