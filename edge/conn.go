@@ -411,6 +411,34 @@ func (c *conn) expireAcks() {
 	}
 }
 
+// giveUpLocal gives up at once on the same-edge deliveries awaiting this
+// client's ack, as if their ack timeout had passed, so their senders (on
+// this edge) store them while the router still takes stores. A drain calls
+// it when it stops waiting for answers; a later ack still settles nothing
+// twice (the inbox copy is delivered again, and dropped by msg_id).
+func (c *conn) giveUpLocal() {
+	var local []*ackVerdict
+	c.mu.Lock()
+	kept := c.ackq[:0]
+	for _, e := range c.ackq {
+		if c.pending[e.msgID] != e.p {
+			continue // acked or replaced: nothing to answer
+		}
+		if e.p.v.isLocal() {
+			delete(c.pending, e.msgID)
+			local = append(local, e.p.v)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(c.ackq[len(kept):])
+	c.ackq = kept
+	c.mu.Unlock()
+	for _, v := range local {
+		v.giveUp()
+	}
+}
+
 // teardown runs once, when the reader has stopped (or the upgrade failed):
 // it unregisters the connection and stops the writer. Live deliveries the
 // client did not ack are reported at once so their senders store them now;

@@ -40,6 +40,9 @@ type hub struct {
 	reading   atomic.Int64 // inbox reads in flight
 	readPeak  atomic.Int64 // most inbox reads ever in flight at once (tests check the bound)
 
+	self       string       // this edge's holder id, unique per process (see holders.go)
+	acks       *ackBatcher  // "+" verdicts for other edges' deliveries
+	localOut   atomic.Int64 // deliveries routed without NATS (see holders.go)
 	nodes      shardedMap[*hubNode]
 	chans      [dispatchers]chan *nats.Msg
 	sess       sessionIndex
@@ -50,6 +53,11 @@ type hubNode struct {
 	conns []*conn // guarded by the nodes shard's mu
 	sub   *nats.Subscription
 	inbox *nodeInbox // reads the node's inbox once for all of conns
+
+	// Same-edge deliveries; see holders.go.
+	remote  map[string]struct{} // guarded by the nodes shard's mu: other edges known to hold the node
+	local   bool                // guarded by the nodes shard's mu: this edge's messages skip NATS
+	natsOut atomic.Uint64       // this edge's deliveries to the node sent through NATS while it was held here
 }
 
 // hubLimits are the connection limits of an edge and its bound on
@@ -69,7 +77,7 @@ var (
 
 func newHub(nc *nats.Conn, subj bus.Subjects, log *slog.Logger, lim hubLimits) *hub {
 	h := &hub{nc: nc, subj: subj, log: log, lim: lim, livePrefix: subj.SessionLive(""),
-		reads: make(chan struct{}, lim.inboxReads)}
+		reads: make(chan struct{}, lim.inboxReads), self: holderID(), acks: newAckBatcher(nc)}
 	h.nodes.init()
 	h.sess.init(h)
 	for i := range h.chans {
@@ -135,6 +143,7 @@ func (h *hub) add(c *conn) (first bool, replaced []*conn, err error) {
 				return nil, false
 			}
 			n, first = &hubNode{sub: sub, inbox: newNodeInbox(c.s, node)}, true
+			h.announceLocked(node, n, opHello)
 		} else if len(n.conns) >= h.lim.perNode {
 			err = errNodeFull
 			return n, true
@@ -155,7 +164,8 @@ func (h *hub) add(c *conn) (first bool, replaced []*conn, err error) {
 // remove unregisters c; the node's last connection here unsubscribes and
 // stops the node's inbox reader, and remove reports last.
 func (h *hub) remove(c *conn) (last bool) {
-	h.nodes.update(c.id.NodeID, func(n *hubNode, ok bool) (*hubNode, bool) {
+	node := c.id.NodeID
+	h.nodes.update(node, func(n *hubNode, ok bool) (*hubNode, bool) {
 		if !ok {
 			return nil, false
 		}
@@ -167,6 +177,7 @@ func (h *hub) remove(c *conn) (last bool) {
 		h.count.Add(-1)
 		if len(n.conns) == 0 {
 			_ = n.sub.Unsubscribe()
+			h.announceLocked(node, n, opBye)
 			n.inbox.stop()
 			last = true
 			return nil, false
@@ -241,6 +252,10 @@ func (h *hub) deliver(m *nats.Msg) {
 		h.nudgeInbox(node) // one pass for all the node's connections here
 		return
 	}
+	if op := m.Header.Get(headerHolder); op != "" {
+		h.onHolder(node, op, m.Data)
+		return
+	}
 	if m.Header.Get(bus.HeaderMembership) != "" {
 		if conns := h.lookup(node); len(conns) > 0 {
 			conns[0].s.reloadMemberships(node, conns, m.Reply)
@@ -250,7 +265,7 @@ func (h *hub) deliver(m *nats.Msg) {
 	msgID := m.Header.Get(bus.HeaderMsgID)
 	var v *ackVerdict
 	if m.Reply != "" {
-		v = &ackVerdict{reply: m.Reply, nc: h.nc}
+		v = &ackVerdict{reply: m.Reply, nc: h.nc, acks: h.acks}
 		v.hold() // ours, until every connection has had the delivery
 	}
 	for _, c := range h.lookup(node) {
