@@ -26,6 +26,9 @@ func TestAckBatcherOneMessagePerSender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := target.Flush(); err != nil { // the interest is at the server before the requests
+		t.Fatal(err)
+	}
 	var prefix string
 	const n = 4
 	replies := make([]string, n)

@@ -189,3 +189,33 @@ func TestBatchedAcksOnlyAckAcked(t *testing.T) {
 		}
 	}
 }
+
+// One sender's messages keep their order while the sender's edge goes from
+// sending through NATS (the node is on another edge too) to handing them
+// over directly (the other edge let go): the switch waits until the
+// messages already in NATS have been handed over.
+func TestSameEdgeSwitchKeepsOrder(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.edge("edge-a"), c.edge("edge-b")
+	alice, onA := c.dial(a, "alice", "alice"), c.dial(a, "bob", "bob")
+	onB := c.dial(b, "bob", "bob")
+	waitSameEdge(t, a, "bob", false, 1)
+
+	const n = 300
+	for i := range n {
+		alice.Send(t, map[string]any{"dest_id": "bob", "payload": i})
+		if i == n/3 {
+			onB.Close() // its bye races the messages still in NATS
+		}
+	}
+	waitSameEdge(t, a, "bob", true, 0)
+	alice.Send(t, map[string]any{"dest_id": "bob", "payload": n})
+	for i := range n + 1 {
+		if f := onA.Until(t, wait, wstest.Frame.IsMessage); string(f.Payload) != fmt.Sprint(i) {
+			t.Fatalf("bob on a got %s as message %d", f.Raw, i)
+		}
+	}
+	if edge.SameEdgeDeliveries(a.srv) == 0 {
+		t.Fatal("no same-edge delivery after bob left edge b")
+	}
+}
