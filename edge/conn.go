@@ -355,6 +355,9 @@ func (c *conn) ack(ids []string) {
 		if p := c.pending[id]; p != nil {
 			delete(c.pending, id)
 			acked = append(acked, p.v)
+			// p stays in ackq until its deadline; a same-edge verdict
+			// holds its whole message, which must not live that long.
+			p.v = nil
 			c.s.m.ackLatency.Observe(now.Sub(p.at.Add(-c.s.cfg.AckTimeout)).Seconds())
 		}
 		if seq, ok := c.inboxAcks[id]; ok {
