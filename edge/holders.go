@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/allspark-rt/allspark"
 	"github.com/nats-io/nats.go"
 )
 
@@ -85,7 +86,14 @@ func holderID() string { return strings.TrimPrefix(nats.NewInbox(), "_INBOX.") }
 
 // announceLocked publishes op about node, with this edge's count of NATS
 // deliveries to it. Called with node's shard write lock held.
+//
+// Service ids (svc:...) are never announced: their subject is also read by
+// backend replicas, which would take the announcement for a message, and
+// the router never shortcuts them anyway.
 func (h *hub) announceLocked(node string, n *hubNode, op byte) {
+	if allspark.IsServiceID(node) {
+		return
+	}
 	msg := &nats.Msg{Subject: h.subj.Node(node), Header: nats.Header{headerHolder: []string{string(op) + h.self}}}
 	if op == opHello || op == opMarker {
 		msg.Data = strconv.AppendUint(nil, n.natsOut.Load(), 10)
