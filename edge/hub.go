@@ -165,6 +165,14 @@ func (h *hub) add(c *conn) (first bool, replaced []*conn, err error) {
 // stops the node's inbox reader, and remove reports last.
 func (h *hub) remove(c *conn) (last bool) {
 	node := c.id.NodeID
+	var removed bool
+	// The count drops last, once the node's NATS work is done: callers
+	// (and tests) take a zero count to mean the connection is gone.
+	defer func() {
+		if removed {
+			h.count.Add(-1)
+		}
+	}()
 	h.nodes.update(node, func(n *hubNode, ok bool) (*hubNode, bool) {
 		if !ok {
 			return nil, false
@@ -174,7 +182,7 @@ func (h *hub) remove(c *conn) (last bool) {
 			return n, true
 		}
 		n.conns = slices.Delete(n.conns, i, i+1)
-		h.count.Add(-1)
+		removed = true
 		if len(n.conns) == 0 {
 			_ = n.sub.Unsubscribe()
 			h.announceLocked(node, n, opBye)
