@@ -19,6 +19,10 @@ import (
 // as soon as the client's ack frame is read, a busy one sends fewer, larger
 // messages. Only verdicts a client acked are ever queued here (see
 // ackVerdict.ack): a batch never acks a message the client did not ack.
+//
+// An edge of an older version ignores a batch: its senders time out and
+// store those messages, which then arrive twice (never lost). Upgrade all
+// edges of a deployment together.
 type ackBatcher struct {
 	nc   *nats.Conn
 	wake chan struct{} // capacity 1

@@ -70,6 +70,10 @@ import (
 // verdict is theirs: acked by one of them (the node has it), or stored in
 // the node's inbox, whose nudge reaches every edge holding the node. So a
 // message answered delivered or stored always reaches the node.
+//
+// An edge of an older version knows no holder messages: it would hand them
+// to its clients as message frames. Upgrade all edges of a deployment
+// together.
 const headerHolder = "Allspark-Holder"
 
 // Holder ops, the first byte of the header's value.
