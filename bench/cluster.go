@@ -85,10 +85,9 @@ func startEdge(ctx context.Context, dir, bin, id, natsURL string, env ...string)
 	s, err := startProc(dir, id, append([]string{
 		"ALLSPARK_NATS_URL=" + natsURL,
 		"ALLSPARK_EDGE_ID=" + id,
-		"ALLSPARK_PPROF_LISTEN=" + pprofAddr,
-		// Not the fixed default (127.0.0.1:9090): two edges, or two runs on
-		// one machine, would fight over it and the loser exit at start.
-		"ALLSPARK_OPS_LISTEN=127.0.0.1:0",
+		// Its own ops port, not the fixed default (127.0.0.1:9090): two edges,
+		// or two runs on one machine, would fight over it and the loser exit.
+		"ALLSPARK_OPS_LISTEN=" + pprofAddr, "ALLSPARK_PPROF=true",
 		"ALLSPARK_LISTEN=127.0.0.1:" + strconv.Itoa(port),
 		"ALLSPARK_DATA_DIR=" + data,
 		"ALLSPARK_AUTH_SECRET=" + benchSecret, "ALLSPARK_LOG_LEVEL=warn",

@@ -137,8 +137,30 @@ func (r *Requester) Request(msg *nats.Msg, cb ReplyFunc) error {
 	return nil
 }
 
+// batchToken is the last token of a Requester's batch reply subject; it is
+// not base 36, so no request id has it.
+const batchToken = "_"
+
+// BatchReplySubject is where the edge holding the targets of several of
+// one Requester's requests (prefix is what their reply subjects share, up
+// to and including the last '.') acks them all in one message: its data
+// is their last reply-subject tokens, separated by spaces. Each request so
+// listed is answered ReplyAcked.
+func BatchReplySubject(prefix string) string { return prefix + batchToken }
+
+// batchAcked is the reply every request of a batch gets.
+var batchAcked = &nats.Msg{Data: ReplyAcked}
+
 func (r *Requester) onReply(m *nats.Msg) {
 	tok := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	if tok == batchToken {
+		for _, t := range strings.Fields(string(m.Data)) {
+			if id, err := strconv.ParseUint(t, 36, 64); err == nil {
+				r.finish(id, batchAcked, nil)
+			}
+		}
+		return
+	}
 	id, err := strconv.ParseUint(tok, 36, 64)
 	if err != nil {
 		return

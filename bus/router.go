@@ -74,7 +74,7 @@ type Router struct {
 	history      *History
 	now          func() time.Time
 	log          *slog.Logger
-	hooks        RouterDeps // only the On* fields are used
+	hooks        RouterDeps // only the On* fields and Route are used
 	storeTimeout time.Duration
 	budget       storeBudget
 
@@ -115,6 +115,13 @@ type RouterDeps struct {
 	// Rand is the entropy of msg_ids (default crypto/rand.Reader): a
 	// client learns msg_ids, so none may be guessable from another.
 	Rand io.Reader
+	// Route, if set, takes every live delivery to a node (service ids
+	// aside) first: it either calls publish (the NATS request to the node's
+	// subject, whose error it returns) or delivers the frame itself and
+	// calls done exactly once with whether the node acked it. An edge uses
+	// it to hand a message for a node held only on that edge straight to its
+	// connections (see edge/holders.go). publish must be called at most once.
+	Route func(node, msgID string, frame []byte, publish func() error, done func(acked bool)) error
 	// Hooks, for metrics; each may be nil and must not block.
 	OnOutcome func(allspark.Sent) // every answer to a send
 	OnStored  func(copies int)    // inbox copies made durable
@@ -256,11 +263,22 @@ func encode(m *allspark.Message) ([]byte, *allspark.Error) {
 	return frame, nil
 }
 
+// deliver starts one target's live delivery: through the Route hook when
+// there is one, else as a NATS request whose reply is the target edge's
+// verdict. Either way f.result(node, ...) follows exactly once.
 func (r *Router) deliver(f *fanout, node string) {
-	msg := &nats.Msg{Subject: r.subj.Node(node), Data: f.frame, Header: nats.Header{HeaderMsgID: []string{f.m.MsgID}}}
-	err := r.req.Request(msg, func(reply *nats.Msg, err error) {
-		f.result(node, err == nil && len(reply.Data) > 0 && reply.Data[0] == ReplyAcked[0])
-	})
+	publish := func() error {
+		msg := &nats.Msg{Subject: r.subj.Node(node), Data: f.frame, Header: nats.Header{HeaderMsgID: []string{f.m.MsgID}}}
+		return r.req.Request(msg, func(reply *nats.Msg, err error) {
+			f.result(node, err == nil && len(reply.Data) > 0 && reply.Data[0] == ReplyAcked[0])
+		})
+	}
+	var err error
+	if route := r.hooks.Route; route != nil && !allspark.IsServiceID(node) {
+		err = route(node, f.m.MsgID, f.frame, publish, func(acked bool) { f.result(node, acked) })
+	} else {
+		err = publish()
+	}
 	if err != nil {
 		r.log.Warn("publish delivery", "node", node, "err", err)
 		f.result(node, false)

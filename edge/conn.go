@@ -420,6 +420,9 @@ func (c *conn) ack(ids []string) {
 		if p := c.pending[id]; p != nil {
 			delete(c.pending, id)
 			acked = append(acked, p.v)
+			// p stays in ackq until its deadline; a same-edge verdict
+			// holds its whole message, which must not live that long.
+			p.v = nil
 			c.s.m.ackLatency.Observe(now.Sub(p.at.Add(-c.s.cfg.AckTimeout)).Seconds())
 		}
 		if seq, ok := c.inboxAcks[id]; ok {
@@ -472,6 +475,34 @@ func (c *conn) expireAcks() {
 	}
 	c.mu.Unlock()
 	for _, v := range expired {
+		v.giveUp()
+	}
+}
+
+// giveUpLocal gives up at once on the same-edge deliveries awaiting this
+// client's ack, as if their ack timeout had passed, so their senders (on
+// this edge) store them while the router still takes stores. A drain calls
+// it when it stops waiting for answers; a later ack still settles nothing
+// twice (the inbox copy is delivered again, and dropped by msg_id).
+func (c *conn) giveUpLocal() {
+	var local []*ackVerdict
+	c.mu.Lock()
+	kept := c.ackq[:0]
+	for _, e := range c.ackq {
+		if c.pending[e.msgID] != e.p {
+			continue // acked or replaced: nothing to answer
+		}
+		if e.p.v.isLocal() {
+			delete(c.pending, e.msgID)
+			local = append(local, e.p.v)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(c.ackq[len(kept):])
+	c.ackq = kept
+	c.mu.Unlock()
+	for _, v := range local {
 		v.giveUp()
 	}
 }

@@ -84,6 +84,7 @@ func (s *Server) cutStores(ctx context.Context) error {
 	if s.router == nil {
 		return nil
 	}
+	s.hub.giveUpLocal() // same-edge deliveries: stored, like those the Requester just failed
 	cut := ctx
 	if deadline, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc

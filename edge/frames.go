@@ -76,10 +76,16 @@ func decodeFrame(b []byte, maxDepth int) (frame, *allspark.Error) {
 		return frame{}, allspark.Errorf(allspark.CodeBadFrame, "frame must be a JSON object")
 	}
 	var in inFrame
-	// The decoder fills what it can before reporting an unknown field or a
-	// mistyped value, so the id usually survives for the error frame.
-	if err := allspark.DecodeObjectDepth(b, &in, maxDepth); err != nil {
-		return frame{id: in.ID}, err
+	if err := allspark.CheckDepth(b, maxDepth); err != nil {
+		return frame{}, err
+	}
+	if !fastParse(b, &in) {
+		in = inFrame{}
+		// The decoder fills what it can before reporting an unknown field or
+		// a mistyped value, so the id usually survives for the error frame.
+		if err := allspark.DecodeObjectDepth(b, &in, maxDepth); err != nil {
+			return frame{id: in.ID}, err
+		}
 	}
 	f := frame{id: in.ID}
 	var err *allspark.Error

@@ -40,6 +40,9 @@ type hub struct {
 	reading   atomic.Int64 // inbox reads in flight
 	readPeak  atomic.Int64 // most inbox reads ever in flight at once (tests check the bound)
 
+	self       string       // this edge's holder id, unique per process (see holders.go)
+	acks       *ackBatcher  // "+" verdicts for other edges' deliveries
+	localOut   atomic.Int64 // deliveries routed without NATS (see holders.go)
 	nodes      shardedMap[*hubNode]
 	chans      [dispatchers]chan *nats.Msg
 	sess       sessionIndex
@@ -53,6 +56,11 @@ type hubNode struct {
 	// dropped is sub's count of dropped deliveries when the re-nudge loop
 	// last looked (see reconnect.go).
 	dropped atomic.Int64
+
+	// Same-edge deliveries; see holders.go.
+	remote  map[string]struct{} // guarded by the nodes shard's mu: other edges known to hold the node
+	local   bool                // guarded by the nodes shard's mu: this edge's messages skip NATS
+	natsOut atomic.Uint64       // this edge's deliveries to the node sent through NATS while it was held here
 }
 
 // hubLimits are the connection limits of an edge and its bound on
@@ -72,7 +80,7 @@ var (
 
 func newHub(nc *nats.Conn, subj bus.Subjects, log *slog.Logger, lim hubLimits) *hub {
 	h := &hub{nc: nc, subj: subj, log: log, lim: lim, livePrefix: subj.SessionLive(""),
-		reads: make(chan struct{}, lim.inboxReads)}
+		reads: make(chan struct{}, lim.inboxReads), self: holderID(), acks: newAckBatcher(nc)}
 	h.nodes.init()
 	h.sess.init(h)
 	for i := range h.chans {
@@ -138,6 +146,7 @@ func (h *hub) add(c *conn) (first bool, replaced []*conn, err error) {
 				return nil, false
 			}
 			n, first = &hubNode{sub: sub, inbox: newNodeInbox(c.s, node)}, true
+			h.announceLocked(node, n, opHello)
 		} else if len(n.conns) >= h.lim.perNode {
 			err = errNodeFull
 			return n, true
@@ -158,7 +167,16 @@ func (h *hub) add(c *conn) (first bool, replaced []*conn, err error) {
 // remove unregisters c; the node's last connection here unsubscribes and
 // stops the node's inbox reader, and remove reports last.
 func (h *hub) remove(c *conn) (last bool) {
-	h.nodes.update(c.id.NodeID, func(n *hubNode, ok bool) (*hubNode, bool) {
+	node := c.id.NodeID
+	var removed bool
+	// The count drops last, once the node's NATS work is done: callers
+	// (and tests) take a zero count to mean the connection is gone.
+	defer func() {
+		if removed {
+			h.count.Add(-1)
+		}
+	}()
+	h.nodes.update(node, func(n *hubNode, ok bool) (*hubNode, bool) {
 		if !ok {
 			return nil, false
 		}
@@ -167,9 +185,10 @@ func (h *hub) remove(c *conn) (last bool) {
 			return n, true
 		}
 		n.conns = slices.Delete(n.conns, i, i+1)
-		h.count.Add(-1)
+		removed = true
 		if len(n.conns) == 0 {
 			_ = n.sub.Unsubscribe()
+			h.announceLocked(node, n, opBye)
 			n.inbox.stop()
 			last = true
 			return nil, false
@@ -244,6 +263,10 @@ func (h *hub) deliver(m *nats.Msg) {
 		h.nudgeInbox(node) // one pass for all the node's connections here
 		return
 	}
+	if op := m.Header.Get(headerHolder); op != "" {
+		h.onHolder(node, op, m.Data)
+		return
+	}
 	if m.Header.Get(bus.HeaderMembership) != "" {
 		if conns := h.lookup(node); len(conns) > 0 {
 			conns[0].s.reloadMemberships(node, conns, m.Reply)
@@ -253,7 +276,7 @@ func (h *hub) deliver(m *nats.Msg) {
 	msgID := m.Header.Get(bus.HeaderMsgID)
 	var v *ackVerdict
 	if m.Reply != "" {
-		v = &ackVerdict{reply: m.Reply, nc: h.nc}
+		v = &ackVerdict{reply: m.Reply, nc: h.nc, acks: h.acks}
 		v.hold() // ours, until every connection has had the delivery
 	}
 	for _, c := range h.lookup(node) {

@@ -91,6 +91,9 @@ func (s *Server) renudgeLoop(status <-chan nats.Status) {
 	var settle, dropsSuspected bool
 	retry := map[string]struct{}{}
 	run := func(reason string, nodes []string) {
+		if reason != renudgeRetry {
+			s.hub.reannounce(nodes) // holder messages may have been lost too
+		}
 		for _, node := range s.sweep(reason, nodes) {
 			retry[node] = struct{}{}
 		}

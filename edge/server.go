@@ -142,8 +142,8 @@ func (s *Server) Start(ctx context.Context) error {
 	s.router = bus.NewRouter(bus.RouterDeps{NATS: s.nc, Requester: s.req, Subjects: s.subj, Devices: s.devices,
 		Store: s.inbox, Sessions: s.sessions, History: s.history, Now: s.now, Log: s.log,
 		StoreTimeout: s.cfg.StoreTimeout, StoreQueue: s.cfg.StoreQueue, StoreQueueBytes: s.cfg.StoreQueueBytes,
-		BackendQueue: s.cfg.BackendQueue,
-		OnOutcome:    s.m.outcome, OnStored: func(n int) { s.m.stored.Add(float64(n)) }})
+		BackendQueue: s.cfg.BackendQueue, Route: s.hub.route,
+		OnOutcome: s.m.outcome, OnStored: func(n int) { s.m.stored.Add(float64(n)) }})
 	if s.presSub, err = bus.ServePresence(s.nc, s.subj, s.cfg.ID, s.hub.holds); err != nil {
 		return err
 	}
@@ -156,6 +156,7 @@ func (s *Server) Start(ctx context.Context) error {
 	for i := range dispatchers {
 		s.goBackground(func() { s.hub.dispatch(i, s.stop) })
 	}
+	s.goBackground(func() { s.hub.acks.run(s.stop) })
 	for range deleters {
 		s.goBackground(s.deleter)
 	}
