@@ -229,7 +229,9 @@ func perUser(ctx context.Context, sys *system, users, senders int, d time.Durati
 
 // offlineReplay: messages for offline nodes are stored; then the nodes
 // connect and everything is replayed. Rate is replayed messages per second.
-func offlineReplay(ctx context.Context, sys *system, nodes, perNode int) (result, error) {
+// With profile set, the edge's CPU is profiled for the first 2 s of the
+// replay into that file.
+func offlineReplay(ctx context.Context, sys *system, nodes, perNode int, profile string) (result, error) {
 	col := newCollector()
 	r := result{Scenario: fmt.Sprintf("d: store %d then replay on reconnect", nodes*perNode), System: sys.name}
 	sender, err := allsparkDial(sys.base, "sender", "sender", nil)
@@ -258,6 +260,12 @@ func offlineReplay(ctx context.Context, sys *system, nodes, perNode int) (result
 	}
 	storeRate := float64(nodes*perNode) / time.Since(storeStart).Seconds()
 	sender.close()
+	profiled := make(chan error, 1)
+	if profile != "" {
+		go func() { profiled <- sys.srv.cpuProfile(2*time.Second, profile) }()
+	} else {
+		profiled <- nil
+	}
 	cpu0 := sys.srv.cpuSeconds()
 	start := time.Now()
 	var closers []func()
@@ -288,5 +296,8 @@ func offlineReplay(ctx context.Context, sys *system, nodes, perNode int) (result
 	r.CPU = 100 * (sys.srv.cpuSeconds() - cpu0) / elapsed.Seconds()
 	r.Note = fmt.Sprintf("stored at %.0f msg/s; latency is store-to-replay", storeRate)
 	r.P50, r.P90, r.P99, r.Max = col.percentiles()
+	if err := <-profiled; err != nil {
+		return r, fmt.Errorf("profile the replay: %w", err)
+	}
 	return r, nil
 }
