@@ -207,35 +207,49 @@ func (in *nodeInbox) page(from uint64) inboxPage {
 	if in.buf.covers(from) {
 		return in.buf
 	}
-	if a := in.ahead; a != nil {
+	if a := in.ahead; a != nil && a.from <= from {
 		in.ahead = nil
-		if a.from <= from {
-			select {
-			case p := <-a.done:
-				if errors.Is(p.err, bus.ErrInboxEmpty) && p.gen == in.gen {
-					in.buf = inboxPage{}
-					return p // nothing from a.from on, so nothing from from on
-				}
-				if p.err == nil && (p.covers(from) || p.end && from > p.last()) {
-					in.buf = p
-					return p
-				}
-				// Failed, or does not reach from: read again.
-			case <-in.ctx.Done():
-				return inboxPage{err: errInboxStopped}
-			}
+		var p inboxPage
+		select {
+		case p = <-a.done:
+		case <-in.ctx.Done():
+			return inboxPage{err: errInboxStopped}
+		case <-in.s.stop:
+			return inboxPage{err: errInboxStopped}
 		}
-		// A read ahead that starts past from is left to finish unread.
+		switch {
+		case errors.Is(p.err, bus.ErrInboxEmpty):
+			if p.gen == in.gen {
+				in.buf = inboxPage{}
+				return p // nothing from a.from on, so nothing from from on
+			}
+		case p.err != nil:
+			if p.gen == in.gen || errors.Is(p.err, errInboxStopped) {
+				return p // the grace is spent: do not start another
+			}
+		case p.covers(from) || p.end && from > p.last():
+			in.buf = p
+			return p
+		}
+		// From an earlier pass, or short of from: read again.
 	}
 	in.buf = in.read(from, in.gen)
 	return in.buf
 }
 
-// readAhead starts reading the page from from on unless a read is already
-// in flight.
+// readAhead starts reading the page from from on. One read ahead at most
+// is in flight: one still running for another position is left to finish
+// (page drops it if it does not fit).
 func (in *nodeInbox) readAhead(from uint64) {
-	if in.ahead != nil {
-		return
+	if a := in.ahead; a != nil {
+		if a.from == from {
+			return
+		}
+		select {
+		case <-a.done: // finished, and not the page wanted
+		default:
+			return
+		}
 	}
 	a := &pageAhead{from: from, done: make(chan inboxPage, 1)}
 	in.ahead = a
@@ -366,7 +380,7 @@ func (in *nodeInbox) read(from, gen uint64) inboxPage {
 		if !deadline.IsZero() {
 			left := deadline.Sub(start)
 			if left <= 0 {
-				return inboxPage{err: lastErr}
+				return inboxPage{err: lastErr, gen: gen}
 			}
 			timeout = min(timeout, left)
 		}
@@ -383,7 +397,7 @@ func (in *nodeInbox) read(from, gen uint64) inboxPage {
 		}
 		left := deadline.Sub(in.s.now())
 		if left <= 0 {
-			return inboxPage{err: err}
+			return inboxPage{err: err, gen: gen}
 		}
 		in.s.log.Debug("read inbox failed; retrying", "node", in.node, "in", min(pause, left), "grace_left", left, "err", err)
 		t := time.NewTimer(min(pause, left))
