@@ -37,6 +37,7 @@ const directPageShards = 16
 type directPager struct {
 	nc      *nats.Conn
 	subject string // $JS.API.DIRECT.GET.<stream>
+	leader  string // $JS.API.STREAM.MSG.GET.<stream>: answered by the stream leader only
 	prefix  string // reply subjects are prefix + id
 	sub     *nats.Subscription
 	ids     atomic.Uint64
@@ -50,7 +51,8 @@ type pageShard struct {
 }
 
 func newDirectPager(nc *nats.Conn, stream string) (*directPager, error) {
-	p := &directPager{nc: nc, subject: "$JS.API.DIRECT.GET." + stream, prefix: nc.NewInbox() + ".",
+	p := &directPager{nc: nc, subject: "$JS.API.DIRECT.GET." + stream, leader: "$JS.API.STREAM.MSG.GET." + stream,
+		prefix: nc.NewInbox() + ".",
 		seed: maphash.MakeSeed()}
 	for i := range p.shards {
 		p.shards[i].waiting = map[uint64]chan *nats.Msg{}
@@ -150,4 +152,53 @@ func (p *directPager) page(ctx context.Context, subject string, from uint64, n, 
 		}
 		msgs = append(msgs, InboxMsg{Seq: seq, MsgID: m.Header.Get(HeaderMsgID), Frame: m.Data})
 	}
+}
+
+// leaderGetResponse is the JetStream API's answer to a message get.
+type leaderGetResponse struct {
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+	Message *struct {
+		Sequence uint64 `json:"seq"`
+		Header   []byte `json:"hdrs"`
+		Data     []byte `json:"data"`
+	} `json:"message"`
+}
+
+// leaderGet reads the first message of subject at or after from through
+// the stream leader. nats.go's Stream.GetMsg cannot be used for it: on a
+// stream that allows direct gets it makes a direct get.
+func (p *directPager) leaderGet(ctx context.Context, subject string, from uint64) (InboxMsg, error) {
+	body, _ := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj"`
+	}{max(from, 1), subject})
+	m, err := p.nc.RequestWithContext(ctx, p.leader, body)
+	if err != nil {
+		return InboxMsg{}, fmt.Errorf("read inbox: %w", err)
+	}
+	var resp leaderGetResponse
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return InboxMsg{}, fmt.Errorf("read inbox: decode answer: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return InboxMsg{}, ErrInboxEmpty
+	case resp.Error != nil:
+		return InboxMsg{}, fmt.Errorf("read inbox: %s (code %d, err_code %d)", resp.Error.Description, resp.Error.Code, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return InboxMsg{}, errors.New("read inbox: answer without a message")
+	}
+	msg := InboxMsg{Seq: resp.Message.Sequence, Frame: resp.Message.Data}
+	if len(resp.Message.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(resp.Message.Header)
+		if err != nil {
+			return InboxMsg{}, fmt.Errorf("read inbox: decode headers: %w", err)
+		}
+		msg.MsgID = h.Get(HeaderMsgID)
+	}
+	return msg, nil
 }

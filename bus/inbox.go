@@ -222,16 +222,11 @@ func (i *Inbox) Store(ctx context.Context, nodeID, msgID string, frame []byte) e
 }
 
 // Next returns nodeID's first pending message with sequence >= from, or
-// ErrInboxEmpty.
+// ErrInboxEmpty. It reads through the stream leader (the JetStream API's
+// message get, never a direct get, which any replica may answer), so a
+// message stored before the call is never missed.
 func (i *Inbox) Next(ctx context.Context, nodeID string, from uint64) (InboxMsg, error) {
-	m, err := i.stream.GetMsg(ctx, max(from, 1), jetstream.WithGetMsgSubject(i.subj.Inbox(nodeID)))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return InboxMsg{}, ErrInboxEmpty
-	}
-	if err != nil {
-		return InboxMsg{}, fmt.Errorf("read inbox: %w", err)
-	}
-	return InboxMsg{Seq: m.Sequence, MsgID: m.Header.Get(HeaderMsgID), Frame: m.Data}, nil
+	return i.pages.leaderGet(ctx, i.subj.Inbox(nodeID), from)
 }
 
 // Page returns up to n of nodeID's pending messages with sequence >= from,
