@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -269,50 +268,34 @@ func offlineReplay(ctx context.Context, sys *system, nodes, perNode int, profile
 	}
 	cpu0 := sys.srv.cpuSeconds()
 	start := time.Now()
-	// The nodes connect all at once, as the baseline's readers start.
-	closers := make([]func(), nodes)
-	errs := make([]error, nodes)
-	var dials sync.WaitGroup
+	var closers []func()
 	for n := range nodes {
-		dials.Add(1)
-		go func() {
-			defer dials.Done()
-			id := fmt.Sprintf("off%04d", n)
-			c, err := allsparkDial(sys.base, id, id, func(b []byte) {
-				if len(b) > 9 && string(b[:9]) == `{"msg_id"` {
-					col.observe(id, b)
-				}
-			})
-			if err != nil {
-				errs[n] = err
-				return
+		id := fmt.Sprintf("off%04d", n)
+		c, err := allsparkDial(sys.base, id, id, func(b []byte) {
+			if len(b) > 9 && string(b[:9]) == `{"msg_id"` {
+				col.observe(id, b)
 			}
-			closers[n] = c.close
-		}()
-	}
-	dials.Wait()
-	dialed := time.Since(start)
-	defer func() {
-		for _, c := range closers {
-			if c != nil {
-				c()
-			}
+		})
+		if err != nil {
+			return r, err
 		}
-	}()
-	if err := errors.Join(errs...); err != nil {
-		return r, err
+		closers = append(closers, c.close)
 	}
+	dialed := time.Since(start)
 	for col.received.Load() < int64(nodes*perNode) && time.Since(start) < 2*time.Minute && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
+	for _, c := range closers {
+		c()
+	}
 	unique, dups := col.counts()
 	r.Sent, r.Promised, r.Delivered, r.Duplicates = int64(nodes*perNode), stored.Load(), col.received.Load(), dups
 	r.Lost = r.Promised - unique
 	r.Rate = float64(r.Delivered) / elapsed.Seconds()
 	r.RSSMB = float64(sys.srv.rssKB()) / 1024
 	r.CPU = 100 * (sys.srv.cpuSeconds() - cpu0) / elapsed.Seconds()
-	r.Note = fmt.Sprintf("stored at %.0f msg/s; %d nodes connected at once in %d ms; latency is store-to-replay", storeRate, nodes, dialed.Milliseconds())
+	r.Note = fmt.Sprintf("stored at %.0f msg/s; the %d nodes connected one after another in %d ms; latency is store-to-replay", storeRate, nodes, dialed.Milliseconds())
 	r.P50, r.P90, r.P99, r.Max = col.percentiles()
 	if err := <-profiled; err != nil {
 		return r, fmt.Errorf("profile the replay: %w", err)
