@@ -144,7 +144,7 @@ func (h *harness) pointToPointRuns() {
 // baseline it is a ratio to.
 func (h *harness) replayRuns() {
 	const nodes, perNode = 200, 100
-	h.allsparkOnly("d", func(sys *system) (result, error) { return offlineReplay(h.ctx, sys, nodes, perNode) })
+	h.allsparkOnly("d", func(sys *system) (result, error) { return offlineReplay(h.ctx, sys, nodes, perNode, h.o.profile) })
 	if !h.o.systems["allspark"] && !h.o.systems["nats"] || h.ctx.Err() != nil {
 		return
 	}

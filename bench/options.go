@@ -69,7 +69,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		" for a full run, "+partialResults+" for any other; a partial run may not write "+committedResults+")")
 	home, _ := os.UserCacheDir()
 	cache := fs.String("cache", filepath.Join(home, "allspark-bench"), "where Centrifugo is installed")
-	profile := fs.String("profile", "", "save a CPU profile of AllSpark during the 1:1 max-rate run to this file")
+	profile := fs.String("profile", "", "save a CPU profile of AllSpark during the 1:1 max-rate run (scenario a) or the first 2 s of the replay (scenario d) to this file")
 	idleProf := fs.String("idle-profile", "", "save AllSpark's heap and goroutine profiles with the idle connections open (scenario e) to this directory")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err

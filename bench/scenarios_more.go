@@ -238,7 +238,9 @@ func perUser(ctx context.Context, sys *system, users, senders int, d time.Durati
 
 // offlineReplay: messages for offline nodes are stored; then the nodes
 // connect and everything is replayed. Rate is replayed messages per second.
-func offlineReplay(ctx context.Context, sys *system, nodes, perNode int) (result, error) {
+// With profile set, the edge's CPU is profiled for the first 2 s of the
+// replay into that file.
+func offlineReplay(ctx context.Context, sys *system, nodes, perNode int, profile string) (result, error) {
 	col := newCollector()
 	r := result{Scenario: fmt.Sprintf("d: store %d then replay on reconnect", nodes*perNode), System: sys.name}
 	sender, err := allsparkDial(sys.base, "sender", "sender", nil)
@@ -267,6 +269,12 @@ func offlineReplay(ctx context.Context, sys *system, nodes, perNode int) (result
 	}
 	storeRate := float64(nodes*perNode) / time.Since(storeStart).Seconds()
 	sender.close()
+	profiled := make(chan error, 1)
+	if profile != "" {
+		go func() { profiled <- sys.srv.cpuProfile(2*time.Second, profile) }()
+	} else {
+		profiled <- nil
+	}
 	cpu0 := sys.srv.cpuSeconds()
 	start := time.Now()
 	var closers []func()
@@ -282,6 +290,7 @@ func offlineReplay(ctx context.Context, sys *system, nodes, perNode int) (result
 		}
 		closers = append(closers, c.close)
 	}
+	dialed := time.Since(start)
 	for col.received.Load() < int64(nodes*perNode) && time.Since(start) < 2*time.Minute && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -295,7 +304,10 @@ func offlineReplay(ctx context.Context, sys *system, nodes, perNode int) (result
 	r.Rate = float64(r.Delivered) / elapsed.Seconds()
 	r.RSSMB = float64(sys.srv.rssKB()) / 1024
 	r.CPU = 100 * (sys.srv.cpuSeconds() - cpu0) / elapsed.Seconds()
-	r.Note = fmt.Sprintf("stored at %.0f msg/s; latency is store-to-replay", storeRate)
+	r.Note = fmt.Sprintf("stored at %.0f msg/s; the %d nodes connected one after another in %d ms; latency is store-to-replay", storeRate, nodes, dialed.Milliseconds())
 	r.P50, r.P90, r.P99, r.Max = col.percentiles()
+	if err := <-profiled; err != nil {
+		return r, fmt.Errorf("profile the replay: %w", err)
+	}
 	return r, nil
 }

@@ -55,11 +55,12 @@ type InboxConfig struct {
 // stream over allspark.inbox.<b64(node)>, and announces each stored message
 // on the undelivered work queue for the push worker.
 //
-// A node's inbox is read by "get next message for subject at or after seq"
-// through the stream leader, not by consumers: it costs the server no state
-// per node, so 100k nodes with pending messages cost nothing while idle, and
-// reading from the leader never misses a message just stored (a direct get
-// may be answered by a lagging follower).
+// A node's inbox is read a page at a time by "get the next messages for
+// subject at or after seq" (Page: a batched direct get), not by consumers:
+// it costs the server no state per node, so 100k nodes with pending
+// messages cost nothing while idle. A direct get may be answered by a
+// lagging follower; Page confirms the end of an inbox through the leader
+// (Next) on a replicated stream, so a message just stored is never missed.
 type Inbox struct {
 	nc          *nats.Conn
 	js          jetstream.JetStream // inbox appends
@@ -69,6 +70,8 @@ type Inbox struct {
 	stream      jetstream.Stream
 	undelivered string
 	noEvents    bool // no undelivered events: no push worker consumes them
+	pages       *directPager
+	replicated  bool // more than one replica: a direct get may be answered by a follower
 	log         *slog.Logger
 }
 
@@ -121,6 +124,7 @@ func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfi
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
 		Duplicates:           dupWindow(cfg.MaxAge),
+		AllowDirect:          true, // pages are read by batched direct gets (see Page)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open inbox stream: %w", err)
@@ -140,8 +144,13 @@ func OpenInbox(ctx context.Context, nc *nats.Conn, subj Subjects, cfg InboxConfi
 	}); err != nil {
 		return nil, fmt.Errorf("open undelivered stream: %w", err)
 	}
+	pages, err := newDirectPager(nc, InboxStreamName(subj))
+	if err != nil {
+		return nil, err
+	}
 	return &Inbox{nc: nc, js: js, events: events, attempt: attempt, subj: subj, stream: st,
-		undelivered: subj.Undelivered(), noEvents: cfg.NoEvents, log: log}, nil
+		undelivered: subj.Undelivered(), noEvents: cfg.NoEvents, pages: pages,
+		replicated: max(cfg.Replicas, 1) > 1, log: log}, nil
 }
 
 // Append implements Store: it appends frame to nodeID's inbox (once per
@@ -213,22 +222,56 @@ func (i *Inbox) Store(ctx context.Context, nodeID, msgID string, frame []byte) e
 }
 
 // Next returns nodeID's first pending message with sequence >= from, or
-// ErrInboxEmpty.
+// ErrInboxEmpty. It reads through the stream leader (the JetStream API's
+// message get, never a direct get, which any replica may answer), so a
+// message stored before the call is never missed.
 func (i *Inbox) Next(ctx context.Context, nodeID string, from uint64) (InboxMsg, error) {
-	m, err := i.stream.GetMsg(ctx, max(from, 1), jetstream.WithGetMsgSubject(i.subj.Inbox(nodeID)))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return InboxMsg{}, ErrInboxEmpty
+	return i.pages.leaderGet(ctx, i.subj.Inbox(nodeID), from)
+}
+
+// Page returns up to n of nodeID's pending messages with sequence >= from,
+// oldest first, fewer if they pass maxBytes (but at least one if there is
+// any), in one request; ErrInboxEmpty if there is none. end reports that
+// the inbox held nothing after the last one when it was read.
+//
+// Pages are batched direct gets, which any current replica may answer. A
+// follower holds a prefix of the stream, so a page is never out of order
+// or missing a message in its middle, but it may lack the newest ones: so
+// on a replicated stream an empty or final page is confirmed by a read
+// through the leader (Next) before the caller is told the inbox is done.
+func (i *Inbox) Page(ctx context.Context, nodeID string, from uint64, n, maxBytes int) (msgs []InboxMsg, end bool, err error) {
+	msgs, end, err = i.pages.page(ctx, i.subj.Inbox(nodeID), from, max(n, 1), maxBytes)
+	if !i.replicated || (err != nil && !errors.Is(err, ErrInboxEmpty)) || !end {
+		return msgs, end, err
 	}
-	if err != nil {
-		return InboxMsg{}, fmt.Errorf("read inbox: %w", err)
+	after := from
+	if len(msgs) > 0 {
+		after = msgs[len(msgs)-1].Seq + 1
 	}
-	return InboxMsg{Seq: m.Sequence, MsgID: m.Header.Get(HeaderMsgID), Frame: m.Data}, nil
+	m, lerr := i.Next(ctx, nodeID, after)
+	switch {
+	case errors.Is(lerr, ErrInboxEmpty):
+		return msgs, true, err
+	case lerr != nil:
+		return nil, false, lerr
+	}
+	return append(msgs, m), false, nil
 }
 
 // Remove deletes an acknowledged message.
 func (i *Inbox) Remove(ctx context.Context, seq uint64) error {
 	if err := i.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("remove from inbox: %w", err)
+	}
+	return nil
+}
+
+// RemoveUpTo deletes every message of nodeID's inbox with sequence <= seq
+// in one operation (a purge filtered by the node's subject). The caller
+// must know that each of them was acknowledged.
+func (i *Inbox) RemoveUpTo(ctx context.Context, nodeID string, seq uint64) error {
+	if err := i.stream.Purge(ctx, jetstream.WithPurgeSubject(i.subj.Inbox(nodeID)), jetstream.WithPurgeSequence(seq+1)); err != nil {
+		return fmt.Errorf("remove acknowledged prefix from inbox: %w", err)
 	}
 	return nil
 }

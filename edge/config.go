@@ -127,6 +127,10 @@ type Config struct {
 	// MaxInboxReads bounds the inbox reads this edge has in flight at once,
 	// across all its nodes; further reads wait their turn. 0 means the default.
 	MaxInboxReads int `env:"MAX_INBOX_READS" envDefault:"64"`
+	// InboxPage is how many messages one inbox read returns at most (a
+	// batched direct get; also at most half of SendQueueBytes). 0 means
+	// the default.
+	InboxPage int `env:"INBOX_PAGE" envDefault:"256"`
 
 	// Issue 14, backends as nodes (edge/services.go; 0 means the default).
 	// ServiceDrainWindow is how many stored messages for a service id are
@@ -155,6 +159,7 @@ const (
 	defaultRateBurst       = 1000
 	defaultRateLimitGrace  = 5 * time.Second
 	defaultMaxInboxReads   = 64
+	defaultInboxPage       = 256
 	defaultSyncMaxLimit    = 1000
 	defaultServiceDrain    = 64
 	defaultEventsTTL       = 24 * time.Hour
@@ -178,6 +183,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxInboxReads == 0 {
 		c.MaxInboxReads = defaultMaxInboxReads
+	}
+	if c.InboxPage == 0 {
+		c.InboxPage = defaultInboxPage
 	}
 	if c.SyncMaxLimit == 0 {
 		c.SyncMaxLimit = defaultSyncMaxLimit
@@ -296,6 +304,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInboxReads < 0 || c.MaxInboxReads > 10_000 {
 		bad("MAX_INBOX_READS", "must be 0 (default) to 10000, got %d", c.MaxInboxReads)
+	}
+	if c.InboxPage < 0 || c.InboxPage > 10_000 {
+		bad("INBOX_PAGE", "must be 0 (default) to 10000, got %d", c.InboxPage)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)

@@ -78,6 +78,7 @@ type conn struct {
 	replayed     map[string]struct{} // guarded by mu: msg_ids the replay delivered
 	inboxLagging bool                // guarded by mu: a pass skipped this connection for a full queue
 	inboxNext    uint64              // guarded by mu: next inbox sequence to deliver
+	inboxSent    inboxLedger         // guarded by mu: inbox messages handed and not yet removed
 	inboxAcks    map[string]uint64   // guarded by mu: msg_id -> inbox sequence, until acked
 
 	sessions map[string]string       // guarded by mu: session id -> this node's member id there
@@ -434,9 +435,7 @@ func (c *conn) ack(ids []string) {
 	for _, v := range acked {
 		v.ack()
 	}
-	for _, seq := range seqs {
-		c.s.removeAcked(seq)
-	}
+	c.removeAcked(seqs)
 }
 
 // armAckTimerLocked makes sure the ack timer will fire for ackq's head.

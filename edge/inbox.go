@@ -62,6 +62,41 @@ type nodeInbox struct {
 	mu      sync.Mutex
 	running bool // guarded by mu: a pass is running
 	again   bool // guarded by mu: run another pass after this one
+
+	// Owned by the running pass (passes never overlap; see running).
+	gen   uint64     // the pass: a page's end is trusted only in the pass that read it
+	buf   inboxPage  // the last page read: every message of the node from buf.from to its last
+	ahead *pageAhead // the read of the page after buf, if one is in flight
+}
+
+// inboxPage is one read of the inbox: the node's messages from from on,
+// oldest first, up to a page.
+type inboxPage struct {
+	from uint64
+	msgs []bus.InboxMsg
+	end  bool   // the inbox had nothing after the last one
+	gen  uint64 // the pass that started the read
+	err  error
+}
+
+// last is the sequence after which the page has nothing to say.
+func (p *inboxPage) last() uint64 {
+	if len(p.msgs) == 0 {
+		return 0
+	}
+	return p.msgs[len(p.msgs)-1].Seq
+}
+
+// covers reports whether the page holds every message of the node at or
+// after from up to its last.
+func (p *inboxPage) covers(from uint64) bool {
+	return len(p.msgs) > 0 && p.from <= from && from <= p.last()
+}
+
+// pageAhead is a page read while the one before it is handed out.
+type pageAhead struct {
+	from uint64
+	done chan inboxPage // gets the page once
 }
 
 func newNodeInbox(s *Server, node string) *nodeInbox {
@@ -128,37 +163,135 @@ func (in *nodeInbox) loop(soft bool) error {
 var errInboxStopped = errors.New("node has no connection left on this edge")
 
 // pass reads the inbox from the earliest position a connection of the node
-// wants, hands each message to the connections that want it, and when the
-// inbox has nothing more, ends the replay of those still replaying. A soft
-// pass that fails closes only the connections still replaying.
+// wants, a page per request, hands each message to the connections that
+// want it, and when the inbox has nothing more, ends the replay of those
+// still replaying. The next page is read while the current one is handed
+// out (one page ahead at most), so the client's writes and the reads
+// overlap. A soft pass that fails closes only the connections still
+// replaying.
 func (in *nodeInbox) pass(soft bool) error {
+	in.gen++
 	for {
 		conns := in.s.hub.lookup(in.node)
 		from, ok := inboxFrom(conns)
 		if !ok {
-			return nil // every connection is gone, closing, or lagging (its writer nudges)
+			// Every connection is gone, closing, or lagging (its writer
+			// nudges): keep the page for a lagging one, if any.
+			if !anyLagging(conns) {
+				in.buf = inboxPage{}
+			}
+			return nil
 		}
-		m, err := in.read(from)
+		p := in.page(from)
 		switch {
-		case errors.Is(err, bus.ErrInboxEmpty):
+		case errors.Is(p.err, bus.ErrInboxEmpty):
 			for _, c := range conns {
 				c.inboxCaughtUp(from)
 			}
+			in.buf = inboxPage{}
 			return nil
-		case errors.Is(err, errInboxStopped):
-			return err
-		case err != nil:
-			in.s.log.Warn("read inbox: giving up after the grace", "node", in.node, "grace", in.s.cfg.InboxReadGrace, "err", err)
+		case errors.Is(p.err, errInboxStopped):
+			return p.err
+		case p.err != nil:
+			in.s.log.Warn("read inbox: giving up after the grace", "node", in.node, "grace", in.s.cfg.InboxReadGrace, "err", p.err)
 			// The clients cannot be told their inbox is synced; let them retry.
 			for _, c := range conns {
 				c.inboxFailed(soft)
 			}
-			return err
+			in.buf = inboxPage{}
+			return p.err
 		}
-		for _, c := range conns {
-			c.offerInbox(m)
+		end := p.end && p.gen == in.gen
+		if !end {
+			in.readAhead(p.last() + 1)
+		}
+		for _, m := range p.msgs {
+			if m.Seq < from {
+				continue
+			}
+			for _, c := range conns {
+				c.offerInbox(m)
+			}
+		}
+		if end {
+			for _, c := range conns {
+				c.inboxCaughtUp(p.last() + 1)
+			}
+			if !anyLagging(conns) {
+				in.buf = inboxPage{}
+			}
+			return nil
 		}
 	}
+}
+
+// page is the node's messages from from on: from the last page if it
+// holds them, else from the read ahead if it started there, else read now.
+func (in *nodeInbox) page(from uint64) inboxPage {
+	if in.buf.covers(from) {
+		return in.buf
+	}
+	if a := in.ahead; a != nil && a.from <= from {
+		in.ahead = nil
+		var p inboxPage
+		select {
+		case p = <-a.done:
+		case <-in.ctx.Done():
+			return inboxPage{err: errInboxStopped}
+		case <-in.s.stop:
+			return inboxPage{err: errInboxStopped}
+		}
+		switch {
+		case errors.Is(p.err, bus.ErrInboxEmpty):
+			if p.gen == in.gen {
+				in.buf = inboxPage{}
+				return p // nothing from a.from on, so nothing from from on
+			}
+		case p.err != nil:
+			if p.gen == in.gen || errors.Is(p.err, errInboxStopped) {
+				return p // the grace is spent: do not start another
+			}
+		case p.covers(from) || p.end && from > p.last():
+			in.buf = p
+			return p
+		}
+		// From an earlier pass, or short of from: read again.
+	}
+	in.buf = in.read(from, in.gen)
+	return in.buf
+}
+
+// readAhead starts reading the page from from on. One read ahead at most
+// is in flight: one still running for another position is left to finish
+// (page drops it if it does not fit).
+func (in *nodeInbox) readAhead(from uint64) {
+	if a := in.ahead; a != nil {
+		if a.from == from {
+			return
+		}
+		select {
+		case <-a.done: // finished, and not the page wanted
+		default:
+			return
+		}
+	}
+	a := &pageAhead{from: from, done: make(chan inboxPage, 1)}
+	in.ahead = a
+	gen := in.gen
+	in.s.spawn(func() { a.done <- in.read(from, gen) })
+}
+
+// anyLagging reports whether a pass skipped one of conns for a full queue.
+func anyLagging(conns []*conn) bool {
+	for _, c := range conns {
+		c.mu.Lock()
+		lagging := c.inboxLagging
+		c.mu.Unlock()
+		if lagging {
+			return true
+		}
+	}
+	return false
 }
 
 // inboxFrom is the earliest inbox position any of conns wants; ok is false
@@ -193,6 +326,7 @@ func (c *conn) offerInbox(m bus.InboxMsg) {
 		c.inboxLagging = true
 		return
 	}
+	c.inboxSent.handed(m.Seq, c.inboxNext, m.MsgID != "")
 	c.inboxNext = m.Seq + 1
 	if m.MsgID != "" {
 		c.inboxAcks[m.MsgID] = m.Seq
@@ -255,13 +389,13 @@ func (c *conn) finishReplay(pending int) {
 	c.signal()
 }
 
-// read reads the node's next pending message at or after from. A failing
-// read (the stream's leader is being elected, say) is retried for up to
-// InboxReadGrace from the start of the first failed attempt, so a failover
-// shorter than the grace costs the clients a delay, not a reconnect. It
-// returns errInboxStopped if the node's last connection here ends
-// meanwhile.
-func (in *nodeInbox) read(from uint64) (bus.InboxMsg, error) {
+// read reads a page of the node's pending messages at or after from. A
+// failing read (the stream's leader is being elected, say) is retried for
+// up to InboxReadGrace from the start of the first failed attempt, so a
+// failover shorter than the grace costs the clients a delay, not a
+// reconnect. It fails with errInboxStopped if the node's last connection
+// here ends meanwhile.
+func (in *nodeInbox) read(from, gen uint64) inboxPage {
 	var deadline time.Time // zero until a read fails
 	var lastErr error
 	pause := inboxRetryMin
@@ -271,16 +405,16 @@ func (in *nodeInbox) read(from uint64) (bus.InboxMsg, error) {
 		if !deadline.IsZero() {
 			left := deadline.Sub(start)
 			if left <= 0 {
-				return bus.InboxMsg{}, lastErr
+				return inboxPage{err: lastErr, gen: gen}
 			}
 			timeout = min(timeout, left)
 		}
-		m, err := in.next(from, timeout)
+		msgs, end, err := in.next(from, timeout)
 		if err == nil || errors.Is(err, bus.ErrInboxEmpty) {
-			return m, err
+			return inboxPage{from: from, msgs: msgs, end: end, gen: gen, err: err}
 		}
 		if in.ctx.Err() != nil {
-			return m, errInboxStopped
+			return inboxPage{err: errInboxStopped}
 		}
 		lastErr = err
 		if deadline.IsZero() {
@@ -288,7 +422,7 @@ func (in *nodeInbox) read(from uint64) (bus.InboxMsg, error) {
 		}
 		left := deadline.Sub(in.s.now())
 		if left <= 0 {
-			return m, err
+			return inboxPage{err: err, gen: gen}
 		}
 		in.s.log.Debug("read inbox failed; retrying", "node", in.node, "in", min(pause, left), "grace_left", left, "err", err)
 		t := time.NewTimer(min(pause, left))
@@ -296,27 +430,29 @@ func (in *nodeInbox) read(from uint64) (bus.InboxMsg, error) {
 		case <-t.C:
 		case <-in.ctx.Done():
 			t.Stop()
-			return m, errInboxStopped
+			return inboxPage{err: errInboxStopped}
 		}
 		pause = min(2*pause, inboxRetryMax)
 	}
 }
 
-// next makes one inbox read, once one of the edge's MaxInboxReads slots is
-// free; timeout bounds the read, not the wait for a slot (a busy edge makes
-// reads wait, it does not make them fail).
-func (in *nodeInbox) next(from uint64, timeout time.Duration) (bus.InboxMsg, error) {
+// next makes one inbox read of up to InboxPage messages and half the send
+// queue's bytes (what a connection takes at once, see offerInbox), once one
+// of the edge's MaxInboxReads slots is free; timeout bounds the read, not
+// the wait for a slot (a busy edge makes reads wait, it does not make them
+// fail).
+func (in *nodeInbox) next(from uint64, timeout time.Duration) ([]bus.InboxMsg, bool, error) {
 	select {
 	case in.s.hub.reads <- struct{}{}:
 	case <-in.ctx.Done():
-		return bus.InboxMsg{}, errInboxStopped
+		return nil, false, errInboxStopped
 	}
 	defer func() { <-in.s.hub.reads }()
 	in.s.hub.readStarted()
 	defer in.s.hub.reading.Add(-1)
 	ctx, cancel := context.WithTimeout(in.ctx, timeout)
 	defer cancel()
-	return in.s.inbox.Next(ctx, in.node, from)
+	return in.s.inbox.Page(ctx, in.node, from, in.s.cfg.InboxPage, in.s.cfg.SendQueueBytes/2)
 }
 
 // readStarted counts an inbox read and keeps the peak of reads in flight.
@@ -354,41 +490,6 @@ func (c *conn) sendPaced(b []byte) bool {
 		case <-c.drained:
 		case <-c.done:
 			return false
-		}
-	}
-}
-
-// removeAcked hands acknowledged inbox messages to the deleters. If their
-// queue is full the deletion is skipped: the message comes again at the
-// next connection (a duplicate, never a loss).
-func (s *Server) removeAcked(seq uint64) {
-	select {
-	case s.deletes <- seq:
-	default:
-		s.log.Warn("inbox delete queue full; message will be redelivered", "seq", seq)
-	}
-}
-
-// deleter removes acknowledged messages from the inbox until stop closes.
-func (s *Server) deleter() {
-	for {
-		select {
-		case <-s.stop:
-			return
-		case seq := <-s.deletes:
-			ctx, cancel := context.WithTimeout(context.Background(), inboxReadTimeout)
-			err := s.inbox.Remove(ctx, seq)
-			cancel()
-			switch {
-			case err == nil:
-			case alreadyRemoved(err):
-				// Two connections of the node (or a pass after a redelivery)
-				// delivered the same message and both acks came back; the
-				// first one removed it.
-				s.log.Debug("acked message already removed", "seq", seq, "err", err)
-			default:
-				s.log.Warn("remove acked message", "seq", seq, "err", err)
-			}
 		}
 	}
 }

@@ -66,8 +66,8 @@ type Server struct {
 	pushTokens *push.Tokens
 	sendSub    *nats.Subscription
 	presSub    *nats.Subscription
-	deletes    chan uint64 // acked inbox sequences for the deleters
-	tasks      tasks       // short-lived work started by connections and handlers
+	deletes    chan inboxDelete // acked inbox messages for the deleters
+	tasks      tasks            // short-lived work started by connections and handlers
 	stop       chan struct{}
 	bg         sync.WaitGroup
 
@@ -101,7 +101,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("jetstream context: %w", err)
 	}
 	s := &Server{cfg: cfg, nc: deps.NATS, js: js, keys: deps.Keys, log: deps.Logger, now: deps.Now, subj: subj,
-		stop: make(chan struct{}), deletes: make(chan uint64, 1<<16),
+		stop: make(chan struct{}), deletes: make(chan inboxDelete, 1<<16),
 		reconnectFrame: mustJSON(reconnectFrame{Type: "reconnect", AfterMS: 0}),
 		pings:          newPingWheel(cfg.PingInterval)}
 	if s.now == nil {

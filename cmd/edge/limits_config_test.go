@@ -25,6 +25,7 @@ func TestEdgeLimitsFromEnvironment(t *testing.T) {
 		{"ALLSPARK_RATE_BURST", "1000", "20", "-1", func(c config) any { return c.RateBurst }},
 		{"ALLSPARK_RATE_LIMIT_GRACE", "5s", "1s", "-1s", func(c config) any { return c.RateLimitGrace }},
 		{"ALLSPARK_MAX_INBOX_READS", "64", "8", "-1", func(c config) any { return c.MaxInboxReads }},
+		{"ALLSPARK_INBOX_PAGE", "256", "2", "-1", func(c config) any { return c.InboxPage }},
 		{"ALLSPARK_SYNC_MAX_LIMIT", "1000", "50", "-1", func(c config) any { return c.SyncMaxLimit }},
 		{"ALLSPARK_MAX_JSON_DEPTH", "64", "8", "-1", func(c config) any { return c.MaxJSONDepth }},
 		{"ALLSPARK_INBOX_MAX_BYTES", "4294967296", "1048576", "-1", func(c config) any { return c.InboxMaxBytes }},

@@ -77,6 +77,22 @@ func Dial(t testing.TB, url string) *Client {
 	return c
 }
 
+// DialNoAck is Dial for a client that acknowledges nothing on its own
+// from its first frame on (see SetAutoAck): a test then acks what it picks.
+func DialNoAck(t testing.TB, url string) *Client {
+	t.Helper()
+	c := newClient()
+	c.noAck.Store(true)
+	conn, _, err := gws.NewClient(c, &gws.ClientOption{Addr: url, ReadMaxPayloadSize: 16 << 20, HandshakeTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	c.conn = conn
+	go conn.ReadLoop()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // DialErr connects and returns the handshake response on failure.
 func DialErr(url string) (*Client, *http.Response, error) { return DialHeader(url, nil) }
 
