@@ -224,3 +224,33 @@ func TestUnjoinWhileEdgeOffNATSAppliesAfterReconnect(t *testing.T) {
 		return nil
 	})
 }
+
+// An edge off NATS cannot hear another edge's hello for a node it
+// shortcuts. After the reconnect it says hello again for every node it
+// holds, learns of the other holder, and stops shortcutting, so the node's
+// connection on the other edge gets its messages again.
+func TestHoldersRelearnedAfterReconnect(t *testing.T) {
+	c := newCluster(t)
+	proxy := testutil.StartTCPProxy(t, c.ns.Addr().String())
+	c.url = "nats://" + proxy.Addr()
+	a := c.edge("edge-a")
+	c.url = c.ns.ClientURL()
+	b := c.edge("edge-b")
+
+	alice, onA := c.dial(a, "alice", "alice"), c.dial(a, "bob", "bob")
+	waitSameEdge(t, a, "bob", true, 0)
+
+	cutEdgeNATS(t, c.ns, proxy, "edge-a")
+	onB := c.dial(b, "bob", "bob") // its hello cannot reach edge-a
+	waitSameEdge(t, b, "bob", true, 0)
+	proxy.Restore()
+
+	waitSameEdge(t, a, "bob", false, 1)
+	waitSameEdge(t, b, "bob", false, 1)
+	alice.Send(t, map[string]any{"dest_id": "bob", "payload": "both"})
+	for name, cl := range map[string]*wstest.Client{"bob on a": onA, "bob on b": onB} {
+		if f := cl.Until(t, wait, wstest.Frame.IsMessage); string(f.Payload) != `"both"` {
+			t.Fatalf("%s got %s", name, f.Raw)
+		}
+	}
+}
