@@ -85,7 +85,7 @@ func TestDurationIsHonouredOrRefused(t *testing.T) {
 // writes an empty table.
 func TestUnknownSelectionIsRefused(t *testing.T) {
 	for _, args := range [][]string{{"-scenario", "sed"}, {"-scenario", ","}, {"-systems", "allspark,centrifuge"}, {"extra"},
-		{"-idle", "10k"}, {"-idle", "0"}, {"-big", "100001"}, {"-storm", "0"}} {
+		{"-idle", "10k"}, {"-idle", "0"}, {"-big", "1000001"}, {"-storm", "0"}} {
 		if _, err := parseOptions(args, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}
