@@ -101,13 +101,8 @@ func (h *harness) pointToPointRuns() {
 	o := h.o
 	what := fmt.Sprintf("a: 1:1 random pairs, %d clients, max rate", o.clients)
 	h.each(what, func(sys *system) (result, error) {
-		if o.profile != "" && sys.name == "AllSpark" {
-			go func() {
-				time.Sleep(o.duration / 4) // profile the steady middle of the run
-				if err := sys.srv.cpuProfile(o.duration/2, o.profile); err != nil {
-					h.logf("profile: %v", err)
-				}
-			}()
+		if sys.name == "AllSpark" {
+			h.profileMiddle(sys, o.duration, o.profile)
 		}
 		r, err := pointToPoint(h.ctx, sys, what, o.clients, 0, o.duration, h.progress(sys.name))
 		h.maxRate[sys.name] = r.Rate
@@ -134,6 +129,31 @@ func (h *harness) pointToPointRuns() {
 	r, err := pointToPoint(h.ctx, sys, what, o.clients, 0, o.duration, h.progress(sys.name))
 	grp.stop()
 	h.add(r, err, what)
+}
+
+// profileMiddle saves a CPU profile of sys's server over the middle half
+// of a run of length d to file, if file is set.
+func (h *harness) profileMiddle(sys *system, d time.Duration, file string) {
+	if file == "" {
+		return
+	}
+	go func() {
+		time.Sleep(d / 4) // profile the steady middle of the run
+		if err := sys.srv.cpuProfile(max(d/2, time.Second), file); err != nil {
+			h.logf("profile: %v", err)
+		}
+	}()
+}
+
+// fanOutProfile is where scenario c's profile (1 x 1000 members) goes:
+// -profile itself when a does not run, else the same name with "-c"
+// before its extension.
+func (h *harness) fanOutProfile() string {
+	if h.o.profile == "" || !h.o.scenarios["a"] {
+		return h.o.profile
+	}
+	ext := filepath.Ext(h.o.profile)
+	return strings.TrimSuffix(h.o.profile, ext) + "-c" + ext
 }
 
 // replayRuns is scenario d: AllSpark's offline store and replay, and raw
@@ -168,10 +188,14 @@ func (h *harness) fanOutRuns() {
 	for _, shape := range [][2]int{{1, 1000}, {100, 10}} {
 		what := fmt.Sprintf("c: session fan-out, %d x %d members", shape[0], shape[1])
 		h.each(what, func(sys *system) (result, error) {
+			d := h.o.duration / 2
 			if sys.name == "AllSpark" {
 				sys = allsparkSystem(sys.srv, sys.base, "dest_session_id")
+				if shape[0] == 1 {
+					h.profileMiddle(sys, d, h.fanOutProfile())
+				}
 			}
-			return fanOut(h.ctx, sys, what, shape[0], shape[1], h.o.duration/2, h.progress(sys.name))
+			return fanOut(h.ctx, sys, what, shape[0], shape[1], d, h.progress(sys.name))
 		})
 	}
 }

@@ -66,7 +66,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		" for a full run, "+partialResults+" for any other; a partial run may not write "+committedResults+")")
 	home, _ := os.UserCacheDir()
 	cache := fs.String("cache", filepath.Join(home, "allspark-bench"), "where Centrifugo is installed")
-	profile := fs.String("profile", "", "save a CPU profile of AllSpark during the 1:1 max-rate run to this file")
+	profile := fs.String("profile", "", "save a CPU profile of AllSpark during the 1:1 max-rate run (a) and the 1 x 1000 session fan-out (c; named with -c when a runs too) to this file")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
