@@ -277,7 +277,7 @@ func (c *conn) writeBatch(ws *gws.Conn, batch [][]byte) error {
 		bc.begin()
 	}
 	for i, b := range batch {
-		if err := ws.WriteMessage(gws.OpcodeText, b); err != nil {
+		if err := writeQueued(ws, b); err != nil {
 			return err
 		}
 		batch[i] = nil
