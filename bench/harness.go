@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -145,6 +146,29 @@ func (h *harness) profileMiddle(sys *system, d time.Duration, file string) {
 	}()
 }
 
+// profileSelf saves a CPU profile of the harness process (its clients) over
+// the middle half of a run of length d to file, if file is set.
+func (h *harness) profileSelf(d time.Duration, file string) {
+	if file == "" {
+		return
+	}
+	go func() {
+		time.Sleep(d / 4)
+		f, err := os.Create(file)
+		if err != nil {
+			h.logf("client profile: %v", err)
+			return
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			h.logf("client profile: %v", err)
+			return
+		}
+		time.Sleep(max(d/2, time.Second))
+		pprof.StopCPUProfile()
+	}()
+}
+
 // fanOutProfile is where scenario c's profile (1 x 1000 members) goes:
 // -profile itself when a does not run, else the same name with "-c"
 // before its extension.
@@ -193,6 +217,7 @@ func (h *harness) fanOutRuns() {
 				sys = allsparkSystem(sys.srv, sys.base, "dest_session_id")
 				if shape[0] == 1 {
 					h.profileMiddle(sys, d, h.fanOutProfile())
+					h.profileSelf(d, h.o.clientProfile)
 				}
 			}
 			return fanOut(h.ctx, sys, what, shape[0], shape[1], d, h.progress(sys.name))

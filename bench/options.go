@@ -42,6 +42,10 @@ type options struct {
 	out       string
 	cache     string
 	profile   string
+	// clientProfile: a CPU profile of the harness itself (its clients)
+	// during the 1 x 1000 session fan-out, to see whether they are the
+	// bottleneck.
+	clientProfile string
 }
 
 // full reports whether the run covers every scenario and system, the only
@@ -67,6 +71,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	home, _ := os.UserCacheDir()
 	cache := fs.String("cache", filepath.Join(home, "allspark-bench"), "where Centrifugo is installed")
 	profile := fs.String("profile", "", "save a CPU profile of AllSpark during the 1:1 max-rate run (a) and the 1 x 1000 session fan-out (c; named with -c when a runs too) to this file")
+	clientProfile := fs.String("client-profile", "", "save a CPU profile of the harness's own clients during the 1 x 1000 session fan-out (c) to this file")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -76,7 +81,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 
-	o := options{duration: *dur, clients: *clients, storm: *storm, big: *big, cache: *cache, profile: *profile}
+	o := options{duration: *dur, clients: *clients, storm: *storm, big: *big, cache: *cache, profile: *profile, clientProfile: *clientProfile}
 	var err error
 	if o.idle, err = counts("idle", *idleN); err != nil {
 		return options{}, err
