@@ -213,14 +213,17 @@ func (h *harness) fanOutRuns() {
 		what := fmt.Sprintf("c: session fan-out, %d x %d members", shape[0], shape[1])
 		h.each(what, func(sys *system) (result, error) {
 			d := h.o.duration / 2
+			started := func() {}
 			if sys.name == "AllSpark" {
 				sys = allsparkSystem(sys.srv, sys.base, "dest_session_id")
 				if shape[0] == 1 {
-					h.profileMiddle(sys, d, h.fanOutProfile())
-					h.profileSelf(d, h.o.clientProfile)
+					started = func() {
+						h.profileMiddle(sys, d, h.fanOutProfile())
+						h.profileSelf(d, h.o.clientProfile)
+					}
 				}
 			}
-			return fanOut(h.ctx, sys, what, shape[0], shape[1], d, h.progress(sys.name))
+			return fanOut(h.ctx, sys, what, shape[0], shape[1], d, h.progress(sys.name), started)
 		})
 	}
 }
