@@ -26,9 +26,13 @@ func TestCollectorCountsPerReceiver(t *testing.T) {
 	col.observe("m2", frame("0-1"))
 	col.observe("m1", frame("0-1", "0-2")) // 0-1 again: a duplicate
 	col.observe("m1", []byte(`{"type":"presence"}`))
+	col.observe("m1", frame("0-100000")) // far into the series
+	// Keys that are not "<sender>-<n>" are counted too, and "a-007" is
+	// not "a-7".
+	col.observe("m1", frame("x", "a-007", "a-7", "x"))
 	unique, dups := col.counts()
-	if unique != 3 || dups != 1 || col.received.Load() != 4 {
-		t.Fatalf("unique %d dups %d received %d, want 3, 1 and 4", unique, dups, col.received.Load())
+	if unique != 7 || dups != 2 || col.received.Load() != 9 {
+		t.Fatalf("unique %d dups %d received %d, want 7, 2 and 9", unique, dups, col.received.Load())
 	}
 	p50, _, _, maxv := col.percentiles()
 	if p50 < 5 || maxv > 10_000 {
