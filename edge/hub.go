@@ -224,6 +224,7 @@ func (h *hub) dispatch(i int, stop <-chan struct{}) {
 			if strings.HasPrefix(m.Subject, h.livePrefix) {
 				h.sess.queueSession(m, &w)
 			} else {
+				w.wake() // queued session frames never wait on other work
 				h.deliver(m)
 			}
 			// With more deliveries waiting, queue them before waking the
