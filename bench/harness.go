@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -104,13 +105,8 @@ func (h *harness) pointToPointRuns() {
 	o := h.o
 	what := fmt.Sprintf("a: 1:1 random pairs, %d clients, max rate", o.clients)
 	h.each(what, func(sys *system) (result, error) {
-		if o.profile != "" && sys.name == "AllSpark" {
-			go func() {
-				time.Sleep(o.duration / 4) // profile the steady middle of the run
-				if err := sys.srv.cpuProfile(o.duration/2, o.profile); err != nil {
-					h.logf("profile: %v", err)
-				}
-			}()
+		if sys.name == "AllSpark" {
+			h.profileMiddle(sys, o.duration, o.profile)
 		}
 		r, err := pointToPoint(h.ctx, sys, what, o.clients, 0, o.duration, h.progress(sys.name))
 		h.maxRate[sys.name] = r.Rate
@@ -139,12 +135,69 @@ func (h *harness) pointToPointRuns() {
 	h.add(r, err, what)
 }
 
+// profileMiddle saves a CPU profile of sys's server over the middle half
+// of a run of length d to file, if file is set.
+func (h *harness) profileMiddle(sys *system, d time.Duration, file string) {
+	if file == "" {
+		return
+	}
+	go func() {
+		time.Sleep(d / 4) // profile the steady middle of the run
+		if err := sys.srv.cpuProfile(max(d/2, time.Second), file); err != nil {
+			h.logf("profile: %v", err)
+		}
+	}()
+}
+
+// profileSelf saves a CPU profile of the harness process (its clients) over
+// the middle half of a run of length d to file, if file is set.
+func (h *harness) profileSelf(d time.Duration, file string) {
+	if file == "" {
+		return
+	}
+	go func() {
+		time.Sleep(d / 4)
+		f, err := os.Create(file)
+		if err != nil {
+			h.logf("client profile: %v", err)
+			return
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			h.logf("client profile: %v", err)
+			return
+		}
+		time.Sleep(max(d/2, time.Second))
+		pprof.StopCPUProfile()
+	}()
+}
+
+// profileFor is where scenario sc's edge profile goes: -profile itself
+// when sc is the only profiled scenario of the run (a, c, d), else the
+// same name with "-<sc>" before its extension (a keeps the plain name).
+func (h *harness) profileFor(sc string) string {
+	if h.o.profile == "" || sc == "a" {
+		return h.o.profile
+	}
+	others := 0
+	for _, o := range []string{"a", "c", "d"} {
+		if o != sc && h.o.scenarios[o] {
+			others++
+		}
+	}
+	if others == 0 {
+		return h.o.profile
+	}
+	ext := filepath.Ext(h.o.profile)
+	return strings.TrimSuffix(h.o.profile, ext) + "-" + sc + ext
+}
+
 // replayRuns is scenario d: AllSpark's offline store and replay, and raw
 // JetStream doing the same reads (get next message by subject) as the
 // baseline it is a ratio to.
 func (h *harness) replayRuns() {
 	const nodes, perNode = 200, 100
-	h.allsparkOnly("d", func(sys *system) (result, error) { return offlineReplay(h.ctx, sys, nodes, perNode, h.o.profile) })
+	h.allsparkOnly("d", func(sys *system) (result, error) { return offlineReplay(h.ctx, sys, nodes, perNode, h.profileFor("d")) })
 	if !h.o.systems["allspark"] && !h.o.systems["nats"] || h.ctx.Err() != nil {
 		return
 	}
@@ -171,10 +224,18 @@ func (h *harness) fanOutRuns() {
 	for _, shape := range [][2]int{{1, 1000}, {100, 10}} {
 		what := fmt.Sprintf("c: session fan-out, %d x %d members", shape[0], shape[1])
 		h.each(what, func(sys *system) (result, error) {
+			d := h.o.duration / 2
+			started := func() {}
 			if sys.name == "AllSpark" {
 				sys = allsparkSystem(sys.srv, sys.base, "dest_session_id")
+				if shape[0] == 1 {
+					started = func() {
+						h.profileMiddle(sys, d, h.profileFor("c"))
+						h.profileSelf(d, h.o.clientProfile)
+					}
+				}
 			}
-			return fanOut(h.ctx, sys, what, shape[0], shape[1], h.o.duration/2, h.progress(sys.name))
+			return fanOut(h.ctx, sys, what, shape[0], shape[1], d, h.progress(sys.name), started)
 		})
 	}
 }

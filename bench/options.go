@@ -44,6 +44,10 @@ type options struct {
 	cache     string
 	profile   string
 	idleProf  string // scenario e: where to save the edge's heap and goroutine profiles
+	// clientProfile: a CPU profile of the harness itself (its clients)
+	// during the 1 x 1000 session fan-out, to see whether they are the
+	// bottleneck.
+	clientProfile string
 }
 
 // full reports whether the run covers every scenario and system, the only
@@ -69,8 +73,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		" for a full run, "+partialResults+" for any other; a partial run may not write "+committedResults+")")
 	home, _ := os.UserCacheDir()
 	cache := fs.String("cache", filepath.Join(home, "allspark-bench"), "where Centrifugo is installed")
-	profile := fs.String("profile", "", "save a CPU profile of AllSpark during the 1:1 max-rate run (scenario a) or the first 2 s of the replay (scenario d) to this file")
+	profile := fs.String("profile", "", "save a CPU profile of AllSpark during the 1:1 max-rate run (a), the 1 x 1000 session fan-out (c) and the first 2 s of the replay (d) to this file (c and d add -c, -d to the name when another of them runs too)")
 	idleProf := fs.String("idle-profile", "", "save AllSpark's heap and goroutine profiles with the idle connections open (scenario e) to this directory")
+	clientProfile := fs.String("client-profile", "", "save a CPU profile of the harness's own clients during the 1 x 1000 session fan-out (c) to this file")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -80,7 +85,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 
-	o := options{duration: *dur, clients: *clients, storm: *storm, big: *big, bigAnon: *bigAnon, cache: *cache, profile: *profile, idleProf: *idleProf}
+	o := options{duration: *dur, clients: *clients, storm: *storm, big: *big, bigAnon: *bigAnon, cache: *cache, profile: *profile, idleProf: *idleProf, clientProfile: *clientProfile}
 	var err error
 	if o.idle, err = counts("idle", *idleN); err != nil {
 		return options{}, err

@@ -11,7 +11,9 @@ import (
 
 // fanOut: sessions of size members each (AllSpark sessions, NATS subjects,
 // Centrifugo channels); one sender per session sends for d.
-func fanOut(ctx context.Context, sys *system, scenario string, sessions, members int, d time.Duration, progress func(*collector)) (result, error) {
+// started is called as the timed window begins (after the members have
+// joined and connected), to start profiles.
+func fanOut(ctx context.Context, sys *system, scenario string, sessions, members int, d time.Duration, progress func(*collector), started func()) (result, error) {
 	col := newCollector()
 	r := result{Scenario: scenario, System: sys.name}
 	var closers []func()
@@ -40,6 +42,7 @@ func fanOut(ctx context.Context, sys *system, scenario string, sessions, members
 	cpu0 := sys.srv.cpuSeconds()
 	start := time.Now()
 	deadline := start.Add(d)
+	started()
 	stop := tick(col, progress)
 	var wg sync.WaitGroup
 	var sent atomic.Int64

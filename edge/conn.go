@@ -340,7 +340,7 @@ func (c *conn) writeBatch(ws *gws.Conn, ping bool, batch [][]byte) error {
 		}
 	}
 	for i, b := range batch {
-		if err := ws.WriteMessage(gws.OpcodeText, b); err != nil {
+		if err := writeQueued(ws, b); err != nil {
 			if batched {
 				_ = bc.flush()
 			}

@@ -236,15 +236,33 @@ func (h *hub) all() []*conn {
 
 // dispatch hands deliveries from channel i to connections until stop closes.
 func (h *hub) dispatch(i int, stop <-chan struct{}) {
+	var w wakeList
 	for {
 		select {
 		case <-stop:
+			w.wake()
 			return
 		case m := <-h.chans[i]:
-			h.deliver(m)
+			if strings.HasPrefix(m.Subject, h.livePrefix) {
+				h.sess.queueSession(m, &w)
+			} else {
+				w.wake() // queued session frames never wait on other work
+				h.deliver(m)
+			}
+			// With more deliveries waiting, queue them before waking the
+			// session members' writers, so that each writes the burst at
+			// once.
+			if w.messages > 0 && (len(h.chans[i]) == 0 || w.messages >= maxDeferredWakes) {
+				w.wake()
+			}
 		}
 	}
 }
+
+// maxDeferredWakes bounds the session messages a dispatcher queues before
+// it wakes their members' writers: the first of them waits for the others
+// to be queued (a few microseconds per member each).
+const maxDeferredWakes = 16
 
 // deliver writes one delivery to every connection of its node. If none
 // takes it, the sender is told at once so it can store the message instead
@@ -308,6 +326,12 @@ type sessionIndex struct {
 type sessionEntry struct {
 	sub   *nats.Subscription
 	conns map[*conn]struct{} // guarded by the entries shard's mu
+	// list is conns as a slice, built by the first delivery after a join
+	// or leave and then shared, unchanged, by every delivery until the
+	// next one: a message costs no copy of the members. Joins and leaves
+	// (under the shard's write lock) clear it; deliveries (under the read
+	// lock) build it, so none can store a list older than a change.
+	list atomic.Pointer[[]*conn]
 }
 
 func (x *sessionIndex) init(h *hub) {
@@ -326,6 +350,7 @@ func (x *sessionIndex) join(c *conn, sid string) {
 			e = &sessionEntry{sub: sub, conns: map[*conn]struct{}{}}
 		}
 		e.conns[c] = struct{}{}
+		e.list.Store(nil)
 		return e, true
 	})
 }
@@ -336,6 +361,7 @@ func (x *sessionIndex) leave(c *conn, sid string) {
 			return nil, false
 		}
 		delete(e.conns, c)
+		e.list.Store(nil)
 		if len(e.conns) == 0 {
 			_ = e.sub.Unsubscribe()
 			return nil, false
@@ -344,15 +370,22 @@ func (x *sessionIndex) leave(c *conn, sid string) {
 	})
 }
 
+// members returns the session's connections here. The slice is shared:
+// callers must not modify it.
 func (x *sessionIndex) members(sid string) (out []*conn) {
 	x.entries.view(sid, func(e *sessionEntry, ok bool) {
 		if !ok {
+			return
+		}
+		if l := e.list.Load(); l != nil {
+			out = *l
 			return
 		}
 		out = make([]*conn, 0, len(e.conns))
 		for c := range e.conns {
 			out = append(out, c)
 		}
+		e.list.CompareAndSwap(nil, &out)
 	})
 	return out
 }
@@ -360,14 +393,39 @@ func (x *sessionIndex) members(sid string) (out []*conn) {
 // deliverSession writes a live session message or presence frame to the
 // session's members here, except the node it is about (no echo).
 func (x *sessionIndex) deliverSession(m *nats.Msg) {
+	var w wakeList
+	x.queueSession(m, &w)
+	w.wake()
+}
+
+// queueSession queues a live session message or presence frame for the
+// session's members here, except the node it is about (no echo), and adds
+// the members to w for the caller to wake. The frame is encoded for the
+// wire once, for all of them.
+func (x *sessionIndex) queueSession(m *nats.Msg, w *wakeList) {
 	sid, err := bus.ParseToken(m.Subject[len(m.Subject)-tokenLen(m.Subject):])
 	if err != nil {
 		return
 	}
 	src := m.Header.Get(bus.HeaderSrcNode)
-	for _, c := range x.members(sid) {
-		if c.id.NodeID != src {
-			c.deliver(m.Data, "", nil)
+	members := x.members(sid)
+	wire := wireFrame(m.Data)
+	if wire == nil { // not UTF-8: each writer refuses it, as gws does any such frame
+		for _, c := range members {
+			if c.id.NodeID != src {
+				c.deliver(m.Data, "", nil)
+			}
+		}
+		return
+	}
+	queued := 0
+	for _, c := range members {
+		if c.id.NodeID != src && c.queueShared(wire) {
+			queued++
 		}
 	}
+	if queued > 0 {
+		members[0].s.m.outSess.Add(float64(queued))
+	}
+	w.add(members)
 }
