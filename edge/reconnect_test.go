@@ -42,17 +42,24 @@ func cutEdgeNATS(t *testing.T, ns *server.Server, p *testutil.TCPProxy, id strin
 	})
 }
 
+// proxiedEdges starts edge-a, whose NATS connection goes through a proxy
+// the test can cut, and edge-b, connected straight to NATS.
+func proxiedEdges(t *testing.T, c *cluster, optsA ...func(*edge.Config)) (proxy *testutil.TCPProxy, a, b *testEdge) {
+	t.Helper()
+	proxy = testutil.StartTCPProxy(t, c.ns.Addr().String())
+	c.url = "nats://" + proxy.Addr()
+	a = c.edge("edge-a", optsA...)
+	c.url = c.ns.ClientURL()
+	return proxy, a, c.edge("edge-b")
+}
+
 // A message stored for a node online on an edge whose NATS connection is
 // down is announced by a nudge the edge cannot hear. Once the edge is back
 // on NATS it reads the inbox of every node it holds, so the message
 // arrives without the node reconnecting.
 func TestStoredWhileEdgeOffNATSArrivesAfterReconnect(t *testing.T) {
 	c := newCluster(t)
-	proxy := testutil.StartTCPProxy(t, c.ns.Addr().String())
-	c.url = "nats://" + proxy.Addr()
-	a := c.edge("edge-a")
-	c.url = c.ns.ClientURL()
-	b := c.edge("edge-b")
+	proxy, a, b := proxiedEdges(t, c)
 
 	const nodes, perNode = 3, 4
 	clients := make([]*wstest.Client, nodes)
@@ -153,11 +160,7 @@ func TestStoredWhileEdgeDropsNudgeArrives(t *testing.T) {
 func TestRenudgeFailingInboxKeepsSyncedConnections(t *testing.T) {
 	c := newCluster(t)
 	logs := recordLogs(c)
-	proxy := testutil.StartTCPProxy(t, c.ns.Addr().String())
-	c.url = "nats://" + proxy.Addr()
-	a := c.edge("edge-a", func(cfg *edge.Config) { cfg.InboxReadGrace = 300 * time.Millisecond })
-	c.url = c.ns.ClientURL()
-	b := c.edge("edge-b")
+	proxy, a, b := proxiedEdges(t, c, func(cfg *edge.Config) { cfg.InboxReadGrace = 300 * time.Millisecond })
 	bob := c.dial(a, "bob", "bob")
 	alice := c.dial(b, "alice", "alice")
 	nc := testutil.Connect(t, c.ns.ClientURL())
@@ -198,11 +201,7 @@ func TestRenudgeFailingInboxKeepsSyncedConnections(t *testing.T) {
 // a node that left a session meanwhile stops being counted a member here.
 func TestUnjoinWhileEdgeOffNATSAppliesAfterReconnect(t *testing.T) {
 	c := newCluster(t)
-	proxy := testutil.StartTCPProxy(t, c.ns.Addr().String())
-	c.url = "nats://" + proxy.Addr()
-	a := c.edge("edge-a")
-	c.url = c.ns.ClientURL()
-	b := c.edge("edge-b")
+	proxy, a, b := proxiedEdges(t, c)
 	c.mustCall(b, "POST", "/v1/sessions", "owner", "owner", map[string]any{"session_id": "room-r"}, 201)
 	c.dial(a, "bob", "bob")
 	c.mustCall(b, "POST", "/v1/sessions/room-r/join", "bob", "bob", nil, 200)
@@ -231,11 +230,7 @@ func TestUnjoinWhileEdgeOffNATSAppliesAfterReconnect(t *testing.T) {
 // connection on the other edge gets its messages again.
 func TestHoldersRelearnedAfterReconnect(t *testing.T) {
 	c := newCluster(t)
-	proxy := testutil.StartTCPProxy(t, c.ns.Addr().String())
-	c.url = "nats://" + proxy.Addr()
-	a := c.edge("edge-a")
-	c.url = c.ns.ClientURL()
-	b := c.edge("edge-b")
+	proxy, a, b := proxiedEdges(t, c)
 
 	alice, onA := c.dial(a, "alice", "alice"), c.dial(a, "bob", "bob")
 	waitSameEdge(t, a, "bob", true, 0)
