@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/allspark-rt/allspark/bus"
@@ -20,6 +21,9 @@ import (
 // (or its other aliases) elsewhere, and anyone in both sessions could link
 // them. Jitter would only blur that: over a few connects the events still
 // pair up. So no frame, and no "online" in GET, ever names an alias.
+//
+// A session with more members than ALLSPARK_PRESENCE_MAX_MEMBERS gets no
+// per-member frames at all, only counts (presence_summary.go).
 
 type presenceFrame struct {
 	Type      string `json:"type"` // "presence"
@@ -70,21 +74,35 @@ func (s *Server) announcePresence(node string, online bool, sessions map[string]
 		return
 	}
 	ticket := s.nodeEventTicket(node, online) // lifecycle events keep this order
+	s.pres.announcing.Add(1) // (stays up if spawn refuses: the server is closing)
 	s.spawn(func() {
+		defer s.pres.announcing.Add(-1)
 		elsewhere := s.onlineElsewhere(context.Background(), node)
 		s.resolveNodeEvent(ticket, !elsewhere)
 		if elsewhere {
 			return
 		}
+		// In session id order: a stable order costs a sort and makes
+		// announcements the same on every run.
+		sids := make([]string, 0, len(sessions))
 		for sid, member := range sessions {
 			if !anonymous(node, member) {
-				s.publishPresence(sid, node, member, online)
+				sids = append(sids, sid)
 			}
+		}
+		slices.Sort(sids)
+		for _, sid := range sids {
+			s.publishPresence(sid, node, sessions[sid], online)
 		}
 	})
 }
 
+// publishPresence announces member of sid, unless sid is large: its
+// members get counts instead (presence_summary.go).
 func (s *Server) publishPresence(sid, node, member string, online bool) {
+	if s.largeSession(context.Background(), sid) {
+		return
+	}
 	b, _ := json.Marshal(presenceFrame{Type: "presence", SessionID: sid, MemberID: member, Online: online})
 	err := s.nc.PublishMsg(&nats.Msg{Subject: s.subj.SessionLive(sid), Data: b,
 		Header: nats.Header{bus.HeaderSrcNode: []string{node}, bus.HeaderPresence: []string{"1"}}})

@@ -76,6 +76,8 @@ type Server struct {
 	stopOnce       sync.Once
 	slowConsumers  atomic.Int64
 	svc            services // issue 14: edge/services.go
+	sizes          *sizeCache // session member counts (presence_size.go)
+	pres           *summaries // presence summaries (presence_summary.go)
 }
 
 // New validates cfg and builds an edge. It does no I/O.
@@ -110,6 +112,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Metrics == nil {
 		deps.Metrics = NewRegistry()
 	}
+	s.sizes = newSizeCache(cfg.PresenceSizeTTL, cfg.PresenceSizeCache)
+	s.pres = newSummaries(s)
+	s.hub.sum = s.pres
 	s.m = newMetrics(deps.Metrics, deps.NATS, s.hub)
 	s.ws = gws.NewUpgrader(wsEvents{}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,
@@ -154,6 +159,7 @@ func (s *Server) Start(ctx context.Context) error {
 	watchCtx, cancel := context.WithCancel(context.Background())
 	s.goBackground(func() { <-s.stop; cancel() })
 	s.goBackground(func() { s.registry.Watch(watchCtx) })
+	s.goBackground(func() { s.pres.run(s.stop) })
 	if err := s.announce(ctx); err != nil {
 		return err
 	}
