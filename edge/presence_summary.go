@@ -64,6 +64,7 @@ type summaries struct {
 	// and size reads: tests wait until nothing is pending (settled).
 	announcing atomic.Int64
 	busy       atomic.Int64
+	holderq    holderQueue // presence.go: batched presence queries
 }
 
 // sumState is one session's counting on this edge. Guarded by its states
