@@ -85,7 +85,7 @@ func startEdge(ctx context.Context, dir, bin, id, natsURL string, env ...string)
 	s, err := startProc(dir, id, append([]string{
 		"ALLSPARK_NATS_URL=" + natsURL,
 		"ALLSPARK_EDGE_ID=" + id,
-		"ALLSPARK_PPROF_LISTEN=" + pprofAddr,
+		"ALLSPARK_OPS_LISTEN=" + pprofAddr, "ALLSPARK_PPROF=true", // not the default :9090, which two edges would share
 		"ALLSPARK_LISTEN=127.0.0.1:" + strconv.Itoa(port),
 		"ALLSPARK_DATA_DIR=" + data,
 		"ALLSPARK_AUTH_SECRET=" + benchSecret, "ALLSPARK_LOG_LEVEL=warn",

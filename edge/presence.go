@@ -135,7 +135,7 @@ func (s *Server) announcePresence(node string, online bool, sessions map[string]
 		return
 	}
 	ticket := s.nodeEventTicket(node, online) // lifecycle events keep this order
-	s.pres.announcing.Add(1) // (stays up if spawn refuses: the server is closing)
+	s.pres.announcing.Add(1)                  // (stays up if spawn refuses: the server is closing)
 	s.spawn(func() {
 		defer s.pres.announcing.Add(-1)
 		elsewhere := s.onlineElsewhere(context.Background(), node)

@@ -75,7 +75,7 @@ type Server struct {
 	announceMu     sync.Mutex // serializes announcements with the withdrawal, so no heartbeat re-adds a drained edge
 	stopOnce       sync.Once
 	slowConsumers  atomic.Int64
-	svc            services // issue 14: edge/services.go
+	svc            services   // issue 14: edge/services.go
 	sizes          *sizeCache // session member counts (presence_size.go)
 	pres           *summaries // presence summaries (presence_summary.go)
 }
