@@ -211,3 +211,19 @@ func (r *Registry) Live() []EdgeInfo {
 	})
 	return out
 }
+
+// Listed returns the ids of the edges heard from within StaleAfter,
+// draining ones included: a full edge announces itself draining, and it
+// still holds its connections.
+func (r *Registry) Listed() map[string]bool {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]bool, len(r.edges))
+	for id, e := range r.edges {
+		if now.Sub(e.seen) <= r.staleAfter {
+			out[id] = true
+		}
+	}
+	return out
+}

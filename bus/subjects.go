@@ -85,3 +85,14 @@ func (s Subjects) EdgesBucket() string { return s.prefix + "_edges" }
 
 // DevicesBucket is the KV bucket mapping a client to its nodes.
 func (s Subjects) DevicesBucket() string { return s.prefix + "_devices" }
+
+// HeaderPresenceCount marks, on a session's live subject, an edge's count
+// of the session's named members it holds (the body, in decimal); its
+// value is the edge's id. Only sessions past ALLSPARK_PRESENCE_MAX_MEMBERS
+// carry these. They pass between edges only and are never written to a
+// client. HeaderPresenceHello on one asks the other edges to publish their
+// counts again: the sender has just started counting the session.
+const (
+	HeaderPresenceCount = "Allspark-Presence-Count"
+	HeaderPresenceHello = "Allspark-Presence-Hello"
+)

@@ -149,6 +149,19 @@ type Config struct {
 	// ServiceMaxDrains caps the service backlogs this edge drains at once
 	// (past it a ready request is dropped; replicas ask again).
 	ServiceMaxDrains int `env:"SERVICE_MAX_DRAINS" envDefault:"256"`
+
+	// Presence summaries (edge/presence_summary.go; 0 means the default).
+	// A session with more than PresenceMaxMembers members gets no
+	// per-member presence frames; its members get the number of members
+	// online, at most once per PresenceSummaryInterval and only when it
+	// changed. An edge trusts a session's member count for PresenceSizeTTL,
+	// remembers at most PresenceSizeCache of them, and reads at most
+	// PresenceSizeReads at once for the counting.
+	PresenceMaxMembers      int           `env:"PRESENCE_MAX_MEMBERS" envDefault:"100"`
+	PresenceSummaryInterval time.Duration `env:"PRESENCE_SUMMARY_INTERVAL" envDefault:"1s"`
+	PresenceSizeTTL         time.Duration `env:"PRESENCE_SIZE_TTL" envDefault:"30s"`
+	PresenceSizeCache       int           `env:"PRESENCE_SIZE_CACHE" envDefault:"10000"`
+	PresenceSizeReads       int           `env:"PRESENCE_SIZE_READS" envDefault:"16"`
 }
 
 // Defaults of the limits whose zero value means "the default" (a Config
@@ -208,7 +221,7 @@ func (c Config) withDefaults() Config {
 	if c.SessionPageDefault == 0 {
 		c.SessionPageDefault = min(defaultSessionPage, c.SessionPageMax)
 	}
-	return c
+	return c.presenceDefaults()
 }
 
 // Validate reports the first invalid field by its environment name.
@@ -312,6 +325,7 @@ func (c Config) Validate() error {
 		bad("STREAM_REPLICAS", "must be 1..5, got %d", c.StreamReplicas)
 	}
 	errs = append(errs, c.servicesErrors()...)
+	errs = append(errs, c.presenceErrors()...)
 	return errors.Join(errs...)
 }
 

@@ -55,11 +55,11 @@ func TestSessionMembersListFollowsJoinsAndLeaves(t *testing.T) {
 	}
 	h := newHub(nc, subj, slog.New(slog.DiscardHandler), hubLimits{maxConns: 10, perNode: 1, inboxReads: 1})
 	c1, c2 := &conn{id: auth.Identity{NodeID: "n1"}}, &conn{id: auth.Identity{NodeID: "n2"}}
-	h.sess.join(c1, "s")
+	h.sess.join(c1, "s", "n1")
 	if got := h.sess.members("s"); len(got) != 1 || got[0] != c1 {
 		t.Fatalf("members after one join: %v", got)
 	}
-	h.sess.join(c2, "s")
+	h.sess.join(c2, "s", "n2")
 	if got := h.sess.members("s"); len(got) != 2 {
 		t.Fatalf("members after two joins: %d, want 2", len(got))
 	}

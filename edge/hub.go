@@ -47,6 +47,9 @@ type hub struct {
 	chans      [dispatchers]chan *nats.Msg
 	sess       sessionIndex
 	livePrefix string // subject prefix of session live subjects
+	// sum keeps the online counts of large sessions (presence_summary.go);
+	// the index tells it when a session's named members here change.
+	sum *summaries
 }
 
 type hubNode struct {
@@ -324,13 +327,19 @@ type sessionIndex struct {
 }
 
 type sessionEntry struct {
-	sub   *nats.Subscription
-	conns map[*conn]struct{} // guarded by the entries shard's mu
-	// list is conns as a slice, built by the first delivery after a join
-	// or leave and then shared, unchanged, by every delivery until the
-	// next one: a message costs no copy of the members. Joins and leaves
-	// (under the shard's write lock) clear it; deliveries (under the read
-	// lock) build it, so none can store a list older than a change.
+	sub *nats.Subscription
+	// conns maps each connection here to its node id if the node is a
+	// named member of the session, "" if anonymous (no presence, not
+	// counted); nodes counts the connections of each named node, so
+	// len(nodes) is the named members online here. Both guarded by the
+	// entries shard's mu.
+	conns map[*conn]string
+	nodes map[string]int
+	// list is the keys of conns as a slice, built by the first delivery
+	// after a join or leave and then shared, unchanged, by every delivery
+	// until the next one: a message costs no copy of the members. Joins
+	// and leaves (under the shard's write lock) clear it; deliveries (under
+	// the read lock) build it, so none can store a list older than a change.
 	list atomic.Pointer[[]*conn]
 }
 
@@ -339,7 +348,14 @@ func (x *sessionIndex) init(h *hub) {
 	x.entries.init()
 }
 
-func (x *sessionIndex) join(c *conn, sid string) {
+// join adds c, whose member id in sid is member, to sid's entry; joining
+// again with another member id (an unjoin and an anonymous rejoin between
+// two reloads) updates the count.
+func (x *sessionIndex) join(c *conn, sid, member string) {
+	named := ""
+	if !anonymous(c.id.NodeID, member) {
+		named = c.id.NodeID
+	}
 	x.entries.update(sid, func(e *sessionEntry, ok bool) (*sessionEntry, bool) {
 		if !ok {
 			sub, err := x.h.subscribe(x.h.subj.SessionLive(sid), x.entries.hash(sid))
@@ -347,10 +363,21 @@ func (x *sessionIndex) join(c *conn, sid string) {
 				x.h.log.Warn("subscribe session", "session", sid, "err", err)
 				return nil, false
 			}
-			e = &sessionEntry{sub: sub, conns: map[*conn]struct{}{}}
+			e = &sessionEntry{sub: sub, conns: map[*conn]string{}}
 		}
-		e.conns[c] = struct{}{}
+		before := len(e.nodes)
+		if old, in := e.conns[c]; in {
+			e.uncount(old)
+		}
+		e.conns[c] = named
 		e.list.Store(nil)
+		if named != "" {
+			if e.nodes == nil {
+				e.nodes = map[string]int{}
+			}
+			e.nodes[named]++
+		}
+		x.h.sum.joined(sid, c, before, len(e.nodes))
 		return e, true
 	})
 }
@@ -360,14 +387,42 @@ func (x *sessionIndex) leave(c *conn, sid string) {
 		if !ok {
 			return nil, false
 		}
+		named, in := e.conns[c]
+		if !in {
+			return e, true
+		}
+		before := len(e.nodes)
 		delete(e.conns, c)
 		e.list.Store(nil)
+		e.uncount(named)
 		if len(e.conns) == 0 {
 			_ = e.sub.Unsubscribe()
+			x.h.sum.left(sid, before, 0, false)
 			return nil, false
 		}
+		x.h.sum.left(sid, before, len(e.nodes), true)
 		return e, true
 	})
+}
+
+// uncount drops one connection of named node (if any) from the counts.
+func (e *sessionEntry) uncount(node string) {
+	if node == "" {
+		return
+	}
+	if e.nodes[node]--; e.nodes[node] <= 0 {
+		delete(e.nodes, node)
+	}
+}
+
+// named returns the named members of sid online here.
+func (x *sessionIndex) named(sid string) (n int, ok bool) {
+	x.entries.view(sid, func(e *sessionEntry, found bool) {
+		if found {
+			n, ok = len(e.nodes), true
+		}
+	})
+	return n, ok
 }
 
 // members returns the session's connections here. The slice is shared:
@@ -406,6 +461,13 @@ func (x *sessionIndex) queueSession(m *nats.Msg, w *wakeList) {
 	sid, err := bus.ParseToken(m.Subject[len(m.Subject)-tokenLen(m.Subject):])
 	if err != nil {
 		return
+	}
+	if m.Header.Get(bus.HeaderPresenceCount) != "" {
+		x.h.sum.received(sid, m) // between edges only, never to a client
+		return
+	}
+	if m.Header.Get(bus.HeaderPresence) != "" && x.h.sum.large(sid) {
+		return // an announcer that did not know yet: large sessions get summaries
 	}
 	src := m.Header.Get(bus.HeaderSrcNode)
 	members := x.members(sid)

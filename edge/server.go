@@ -79,8 +79,10 @@ type Server struct {
 	announceMu     sync.Mutex // serializes announcements with the withdrawal, so no heartbeat re-adds a drained edge
 	stopOnce       sync.Once
 	slowConsumers  atomic.Int64
-	svc            services // issue 14: edge/services.go
-	renudge        renudger // edge/reconnect.go
+	svc            services   // issue 14: edge/services.go
+	renudge        renudger   // edge/reconnect.go
+	sizes          *sizeCache // session member counts (presence_size.go)
+	pres           *summaries // presence summaries (presence_summary.go)
 }
 
 // New validates cfg and builds an edge. It does no I/O.
@@ -116,6 +118,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Metrics == nil {
 		deps.Metrics = NewRegistry()
 	}
+	s.sizes = newSizeCache(cfg.PresenceSizeTTL, cfg.PresenceSizeCache)
+	s.pres = newSummaries(s)
+	s.hub.sum = s.pres
 	s.m = newMetrics(deps.Metrics, deps.NATS, s.hub)
 	s.ws = gws.NewUpgrader(wsEvents{}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,
@@ -165,6 +170,7 @@ func (s *Server) Start(ctx context.Context) error {
 	watchCtx, cancel := context.WithCancel(context.Background())
 	s.goBackground(func() { <-s.stop; cancel() })
 	s.goBackground(func() { s.registry.Watch(watchCtx) })
+	s.goBackground(func() { s.pres.run(s.stop) })
 	if err := s.announce(ctx); err != nil {
 		return err
 	}

@@ -22,9 +22,9 @@ func (c *conn) setSessions(m map[string]string) {
 	}
 	old := c.sessions
 	c.sessions = m
-	for sid := range m {
-		if _, ok := old[sid]; !ok {
-			c.s.hub.sess.join(c, sid)
+	for sid, member := range m {
+		if was, ok := old[sid]; !ok || was != member {
+			c.s.hub.sess.join(c, sid, member)
 		}
 	}
 	for sid := range old {
