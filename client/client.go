@@ -11,7 +11,8 @@
 //     drain (reconnect frame, close code 1001), and only with a new key
 //     after 4001; after a reconnect the inbox replay, then a sync of every
 //     session from the last seq seen;
-//   - sessions, presence and push tokens.
+//   - sessions, presence (per member, or summaries of large sessions)
+//     and push tokens.
 //
 // Per connection there is one reader and one writer goroutine; the
 // client adds one supervisor and one goroutine that calls the handlers.
@@ -56,6 +57,7 @@ type Client struct {
 type event struct {
 	msg      *Message
 	presence *Presence
+	summary  *PresenceSummary
 	state    *StateChange
 	err      error
 }
@@ -193,6 +195,10 @@ func (c *Client) dispatch() {
 		case e.presence != nil:
 			if h := c.cfg.OnPresence; h != nil {
 				h(*e.presence)
+			}
+		case e.summary != nil:
+			if h := c.cfg.OnPresenceSummary; h != nil {
+				h(*e.summary)
 			}
 		case e.state != nil:
 			if h := c.cfg.OnState; h != nil {

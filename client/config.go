@@ -60,10 +60,13 @@ type Config struct {
 	// goroutine, in the order the events happened. A handler must not
 	// wait for Send's answer while many messages arrive: the answer
 	// queues behind them. nil handlers are skipped.
-	OnMessage  func(ctx context.Context, m *Message)
-	OnPresence func(Presence)
-	OnState    func(StateChange)
-	OnError    func(error)
+	// OnPresence gets per-member presence; OnPresenceSummary the online
+	// counts of sessions too large for it (see PresenceSummary).
+	OnMessage         func(ctx context.Context, m *Message)
+	OnPresence        func(Presence)
+	OnPresenceSummary func(PresenceSummary)
+	OnState           func(StateChange)
+	OnError           func(error)
 
 	// HTTPClient makes the HTTP calls (default: a client with a 10s timeout).
 	HTTPClient *http.Client

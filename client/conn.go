@@ -224,7 +224,9 @@ func (w *wsConn) handle(fr frame) {
 	case kindSessionSyncDone:
 		w.sessionSynced(f.SessionID, f.LastSeq)
 	case kindPresence:
-		w.c.emit(event{presence: &Presence{SessionID: f.SessionID, MemberID: f.MemberID, Online: f.Online}})
+		w.c.emit(event{presence: &Presence{SessionID: f.SessionID, MemberID: f.MemberID, Online: fr.online}})
+	case kindPresenceSummary:
+		w.c.emit(event{summary: &PresenceSummary{SessionID: f.SessionID, Online: fr.count}})
 	case kindError:
 		e := allspark.Errorf(f.Code, f.ErrMsg)
 		if f.ID != "" && w.answer(f.ID, result{out: allspark.NewSent(f.ID, "", allspark.StatusRejected, e)}) {
@@ -239,6 +241,10 @@ func (w *wsConn) handle(fr frame) {
 		w.reconnect = time.Duration(f.AfterMS) * time.Millisecond
 		w.mu.Unlock()
 	case kindPong:
+	case kindUnknown:
+		// A frame type added to the protocol after this client: ignored,
+		// as the protocol asks, so a newer edge does not break it.
+		w.c.cfg.Logger.Debug("ignored a frame of an unknown type", "type", allspark.Truncate(f.Type, 32))
 	}
 }
 

@@ -54,6 +54,19 @@ type Presence struct {
 	Online    bool   `json:"online"`
 }
 
+// PresenceSummary is how many named members of a large session are
+// online. A session with more members than the edge's
+// ALLSPARK_PRESENCE_MAX_MEMBERS (default 100) gets these instead of
+// Presence events: at most one per summary interval and only when the
+// count changed, and one when this node connects or joins. The count is
+// approximate: a node connected to two edges counts twice, and the
+// members of an edge that died count until it is considered dead.
+// Anonymous members are never counted.
+type PresenceSummary struct {
+	SessionID string `json:"session_id"`
+	Online    int    `json:"online"`
+}
+
 // Outcome is the edge's answer to a Send: the "sent" frame.
 type Outcome = allspark.Sent
 

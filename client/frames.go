@@ -18,9 +18,11 @@ const (
 	kindSyncDone        // inbox replay finished
 	kindSessionSyncDone // a session sync finished
 	kindPresence
+	kindPresenceSummary
 	kindError
 	kindReconnect
 	kindPong
+	kindUnknown // a well-formed frame of a type this client does not know: ignored
 )
 
 // serverFrame is every field a frame from the edge may carry.
@@ -35,20 +37,27 @@ type serverFrame struct {
 	Pending   int             `json:"pending"`
 	SessionID string          `json:"session_id"`
 	LastSeq   uint64          `json:"last_seq"`
-	Online    bool            `json:"online"`
-	AfterMS   int64           `json:"after_ms"`
+	// Online is a bool in presence and a count in presence_summary: it is
+	// decoded once the type is known.
+	Online  json.RawMessage `json:"online"`
+	AfterMS int64           `json:"after_ms"`
 }
 
 // frame is a decoded frame from the edge.
 type frame struct {
-	kind kind
-	f    serverFrame
+	kind   kind
+	f      serverFrame
+	online bool // presence: the member came online
+	count  int  // presence_summary: members online
 }
 
 var errNotObject = errors.New("not a JSON object")
 
-// decodeFrame parses one frame from the edge. Anything it cannot place is
-// an error: the caller reports it and keeps the connection.
+// decodeFrame parses one frame from the edge. A JSON object whose type is a
+// string this client does not know is kindUnknown: the protocol lets the
+// edge add frame types, and clients ignore those they do not know. Anything
+// else it cannot place is an error: the caller reports it and keeps the
+// connection.
 func decodeFrame(b []byte) (frame, error) {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] != '{' {
@@ -56,6 +65,14 @@ func decodeFrame(b []byte) (frame, error) {
 	}
 	var f serverFrame
 	if err := json.Unmarshal(b, &f); err != nil {
+		// A frame of a newer type may give a known field another JSON
+		// type; only its type matters to tell.
+		var t struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(b, &t) == nil && t.Type != "" && !knownType(t.Type) {
+			return frame{kind: kindUnknown, f: serverFrame{Type: t.Type}}, nil
+		}
 		return frame{}, fmt.Errorf("decode JSON: %w", err)
 	}
 	out := frame{f: f}
@@ -89,7 +106,21 @@ func decodeFrame(b []byte) (frame, error) {
 		if f.SessionID == "" || f.MemberID == "" {
 			return frame{}, errors.New("presence without session_id or member_id")
 		}
+		if len(f.Online) > 0 {
+			if err := json.Unmarshal(f.Online, &out.online); err != nil {
+				return frame{}, fmt.Errorf("presence online: %w", err)
+			}
+		}
 		out.kind = kindPresence
+	case "presence_summary":
+		if f.SessionID == "" {
+			return frame{}, errors.New("presence_summary without session_id")
+		}
+		// A count: an integer, not a float, string or null.
+		if len(f.Online) == 0 || json.Unmarshal(f.Online, &out.count) != nil || bytes.Equal(f.Online, []byte("null")) || out.count < 0 {
+			return frame{}, errors.New("presence_summary without a count (online: an integer >= 0)")
+		}
+		out.kind = kindPresenceSummary
 	case "error":
 		if f.Code == "" {
 			return frame{}, errors.New("error frame without a code")
@@ -103,9 +134,18 @@ func decodeFrame(b []byte) (frame, error) {
 	case "pong":
 		out.kind = kindPong
 	default:
-		return frame{}, fmt.Errorf("unknown frame type %q", allspark.Truncate(f.Type, 32))
+		out.kind = kindUnknown
 	}
 	return out, nil
+}
+
+// knownType reports whether typ is a frame type this client decodes.
+func knownType(typ string) bool {
+	switch typ {
+	case "", "sent", "sync_done", "presence", "presence_summary", "error", "reconnect", "pong":
+		return true
+	}
+	return false
 }
 
 // clientFrame is every field a frame to the edge may carry.

@@ -15,6 +15,9 @@ func FuzzDecodeFrame(f *testing.F) {
 		`{"type":"sent","id":"c-2","status":"rejected","error":{"code":"bad_id"}}`,
 		`{"type":"sync_done","pending":3}`, `{"type":"sync_done","session_id":"room","last_seq":9}`,
 		`{"type":"presence","session_id":"room","member_id":"bob","online":true}`,
+		`{"type":"presence_summary","session_id":"room","online":42}`,
+		`{"type":"presence_summary","session_id":"room","online":-1}`,
+		`{"type":"martian","online":"x","status":5}`, `{"type":5}`,
 		`{"type":"error","code":"bad_frame","message":"x","id":"c-3"}`,
 		`{"type":"reconnect","after_ms":0}`, `{"type":"pong"}`, `not json`, ``, `{`,
 	} {
@@ -26,6 +29,52 @@ func FuzzDecodeFrame(f *testing.F) {
 			t.Fatalf("%q decoded without a kind", b)
 		}
 	})
+}
+
+// Presence frames: online is a bool in presence and a count in
+// presence_summary; a malformed one is an error, as is malformed JSON, but a
+// well-formed frame of an unknown type (even reusing a field with another
+// JSON type) decodes as kindUnknown, to be ignored.
+func TestDecodePresenceAndUnknownTypes(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		kind   kind
+		online bool
+		count  int
+	}{
+		{in: `{"type":"presence_summary","session_id":"room-1","online":42}`, kind: kindPresenceSummary, count: 42},
+		{in: `{"type":"presence_summary","session_id":"room-1","online":0,"extra":[1]}`, kind: kindPresenceSummary},
+		{in: `{"type":"presence","session_id":"room-1","member_id":"bob","online":true}`, kind: kindPresence, online: true},
+		{in: `{"type":"presence","session_id":"room-1","member_id":"bob"}`, kind: kindPresence},
+		{in: `{"type":"martian"}`, kind: kindUnknown},
+		{in: ` {"type":"martian","online":"x","status":5,"pending":"p"}`, kind: kindUnknown},
+		{in: `{"type":"presence_summary"}`},
+		{in: `{"type":"presence_summary","online":3}`},
+		{in: `{"type":"presence_summary","session_id":"r"}`},
+		{in: `{"type":"presence_summary","session_id":"r","online":null}`},
+		{in: `{"type":"presence_summary","session_id":"r","online":-1}`},
+		{in: `{"type":"presence_summary","session_id":"r","online":1.5}`},
+		{in: `{"type":"presence_summary","session_id":"r","online":"3"}`},
+		{in: `{"type":"presence_summary","session_id":"r","online":true}`},
+		{in: `{"type":"presence_summary","session_id":7,"online":3}`},
+		{in: `{"type":"presence","session_id":"r","member_id":"bob","online":1}`},
+		{in: `{"type":"sent","status":5}`},
+		{in: `{"type":5}`},
+		{in: `{"type":"martian"`},
+		{in: `["martian"]`},
+	} {
+		fr, err := decodeFrame([]byte(tc.in))
+		if tc.kind == 0 {
+			if err == nil {
+				t.Errorf("%s: decoded as kind %d, want an error", tc.in, fr.kind)
+			}
+			continue
+		}
+		if err != nil || fr.kind != tc.kind || fr.online != tc.online || fr.count != tc.count {
+			t.Errorf("%s: kind %d online %v count %d err %v, want kind %d online %v count %d",
+				tc.in, fr.kind, fr.online, fr.count, err, tc.kind, tc.online, tc.count)
+		}
+	}
 }
 
 func TestDedupBounded(t *testing.T) {

@@ -20,12 +20,13 @@ func TestMain(m *testing.M) {
 // recorder keeps every event a client's handlers saw.
 type recorder struct {
 	mu       sync.Mutex
-	msgs     []*client.Message    // guarded by mu
-	count    map[string]int       // guarded by mu: handler calls per msg_id
-	presence []client.Presence    // guarded by mu
-	states   []client.StateChange // guarded by mu
-	errs     []error              // guarded by mu
-	hold     chan struct{}        // when set, OnMessage waits for it to close
+	msgs     []*client.Message        // guarded by mu
+	count    map[string]int           // guarded by mu: handler calls per msg_id
+	presence []client.Presence        // guarded by mu
+	summary  []client.PresenceSummary // guarded by mu
+	states   []client.StateChange     // guarded by mu
+	errs     []error                  // guarded by mu
+	hold     chan struct{}            // when set, OnMessage waits for it to close
 }
 
 func newRecorder() *recorder { return &recorder{count: map[string]int{}} }
@@ -42,6 +43,7 @@ func (r *recorder) config(cfg *client.Config) {
 		}
 	}
 	cfg.OnPresence = func(p client.Presence) { r.mu.Lock(); r.presence = append(r.presence, p); r.mu.Unlock() }
+	cfg.OnPresenceSummary = func(p client.PresenceSummary) { r.mu.Lock(); r.summary = append(r.summary, p); r.mu.Unlock() }
 	cfg.OnState = func(s client.StateChange) { r.mu.Lock(); r.states = append(r.states, s); r.mu.Unlock() }
 	cfg.OnError = func(err error) { r.mu.Lock(); r.errs = append(r.errs, err); r.mu.Unlock() }
 }

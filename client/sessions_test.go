@@ -8,6 +8,7 @@ import (
 
 	"github.com/allspark-rt/allspark"
 	"github.com/allspark-rt/allspark/client"
+	"github.com/allspark-rt/allspark/edge"
 	"github.com/allspark-rt/allspark/internal/edgetest"
 	"github.com/allspark-rt/allspark/internal/testutil"
 )
@@ -162,4 +163,66 @@ func TestPresenceOnlineOffline(t *testing.T) {
 	want(true)
 	bobCl.Close()
 	want(false)
+}
+
+// Presence summaries: past the edge's PresenceMaxMembers a session's
+// members get the count of named members online instead of per-member
+// presence, through OnPresenceSummary.
+func TestPresenceSummaryInLargeSession(t *testing.T) {
+	c := edgetest.New(t)
+	e := c.Edge("edge-a", func(cfg *edge.Config) {
+		cfg.PresenceMaxMembers = 2 // three members make the session large
+		cfg.PresenceSummaryInterval = 20 * time.Millisecond
+		// The edge trusts a member count for this long: bob's join reads 2,
+		// and the session must be seen large once carol joined.
+		cfg.PresenceSizeTTL = time.Millisecond
+	})
+	owner := dial(t, c, "alice", []*edgetest.Edge{e}, nil)
+	sid, err := owner.CreateSession(t.Context(), "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var others []*client.Client
+	for _, node := range []string{"bob", "carol"} {
+		cl := dial(t, c, node, []*edgetest.Edge{e}, nil)
+		if _, err := cl.JoinSession(t.Context(), sid, false); err != nil {
+			t.Fatalf("%s joins: %v", node, err)
+		}
+		others = append(others, cl)
+	}
+	// Alice connects again, now to a session of three: she is told how
+	// many named members are online (her two connections count once: they
+	// are on one edge), and again when carol leaves.
+	alice := newRecorder()
+	aliceCl := dial(t, c, "alice", []*edgetest.Edge{e}, alice)
+	owner.Close()
+	aliceCl.TrackSession(sid, 0)
+	summaryOf := func(online int) {
+		t.Helper()
+		testutil.Eventually(t, 20*time.Second, func() error {
+			alice.mu.Lock()
+			defer alice.mu.Unlock()
+			for _, s := range alice.summary {
+				if s == (client.PresenceSummary{SessionID: sid, Online: online}) {
+					return nil
+				}
+			}
+			return fmt.Errorf("summaries %v, want %d online in %s", alice.summary, online, sid)
+		})
+	}
+	summaryOf(3)
+	others[1].Close()
+	summaryOf(2)
+	// The edge's tests prove no per-member frame is sent; this catches a
+	// client that would turn summaries into Presence events. Bob's message
+	// is a barrier for what alice's connection carried before it.
+	send(t, others[0], client.Outgoing{DestSessionID: sid, Payload: "barrier"})
+	alice.waitMessages(t, 1)
+	alice.mu.Lock()
+	defer alice.mu.Unlock()
+	for _, p := range alice.presence {
+		if p.SessionID == sid {
+			t.Errorf("per-member presence in a session past the threshold: %+v", p)
+		}
+	}
 }

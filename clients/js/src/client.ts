@@ -39,6 +39,7 @@ interface PendingSend {
 type Work =
   | { kind: 'message'; raw: Record<string, any> }
   | { kind: 'presence'; raw: Record<string, any> }
+  | { kind: 'presence_summary'; sessionId: string; online: number }
   | { kind: 'inbox_synced'; pending: number; gen: number }
   | { kind: 'session_synced'; sessionId: string; lastSeq: number; gen: number };
 
@@ -543,6 +544,10 @@ export class AllSparkClient extends Emitter<ClientEvents> {
         if (typeof f.session_id !== 'string' || typeof f.member_id !== 'string') break;
         this.enqueue({ kind: 'presence', raw: f });
         return;
+      case 'presence_summary':
+        if (typeof f.session_id !== 'string' || !f.session_id || !Number.isSafeInteger(f.online) || f.online < 0) break;
+        this.enqueue({ kind: 'presence_summary', sessionId: f.session_id, online: f.online });
+        return;
       case 'pong':
         return;
       case 'reconnect':
@@ -561,6 +566,10 @@ export class AllSparkClient extends Emitter<ClientEvents> {
         this.emitError(e);
         return;
       }
+      default:
+        // A frame type added to the protocol after this SDK: ignored, as
+        // the protocol asks, so a newer edge does not break older clients.
+        if (typeof f.type === 'string' && f.type !== '') return;
     }
     this.emitError(new AllSparkError('bad_frame', 'unexpected frame from the server ignored', { detail: data }));
   }
@@ -616,6 +625,9 @@ export class AllSparkClient extends Emitter<ClientEvents> {
         return this.handleMessage(w.raw);
       case 'presence':
         this.emit('presence', { sessionId: w.raw.session_id, memberId: w.raw.member_id, online: !!w.raw.online });
+        return;
+      case 'presence_summary':
+        this.emit('presenceSummary', { sessionId: w.sessionId, online: w.online });
         return;
       case 'inbox_synced':
         if (w.gen !== this.gen) return;

@@ -12,6 +12,7 @@ export type {
   Message,
   OutgoingMessage,
   PresenceEvent,
+  PresenceSummaryEvent,
   SentFrame,
   SentOutcome,
   TargetFailure,

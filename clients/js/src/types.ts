@@ -121,6 +121,20 @@ export interface PresenceEvent {
   online: boolean;
 }
 
+/**
+ * How many named members of a large session are online. A session with more
+ * members than the edge's ALLSPARK_PRESENCE_MAX_MEMBERS (default 100) gets
+ * these instead of `presence` events: at most one per summary interval and
+ * only when the count changed, and one when this node connects or joins. The
+ * count is approximate (a node on two edges counts twice; the members of an
+ * edge that died count until it is considered dead); anonymous members are
+ * never counted.
+ */
+export interface PresenceSummaryEvent {
+  sessionId: string;
+  online: number;
+}
+
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed';
 
 export interface StateEvent {
@@ -136,6 +150,8 @@ export interface StateEvent {
 export interface ClientEvents extends Record<string, unknown> {
   message: Message;
   presence: PresenceEvent;
+  /** The online count of a session too large for per-member presence. */
+  presenceSummary: PresenceSummaryEvent;
   sent: SentFrame;
   state: StateEvent;
   error: AllSparkError;

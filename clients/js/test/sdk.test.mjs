@@ -457,7 +457,10 @@ describe('against a fake edge', () => {
     const ws = fake.sockets[0];
     let seed = 12345;
     const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-    const junk = ['', 'null', '[]', '42', '"str"', '{', '{"type":"sent","status":"weird"}', '{"type":"nope"}', '{"type":"presence"}', '{"msg_id":7}', '{"type":"message"}'];
+    const junk = ['', 'null', '[]', '42', '"str"', '{', '{"type":"sent","status":"weird"}', '{"type":"presence"}', '{"msg_id":7}', '{"type":"message"}',
+      '{"type":5}', '{"type":""}', '{"type":"presence_summary"}', '{"type":"presence_summary","online":3}',
+      '{"type":"presence_summary","session_id":"r","online":-1}', '{"type":"presence_summary","session_id":"r","online":1.5}',
+      '{"type":"presence_summary","session_id":"r","online":"3"}', '{"type":"presence_summary","session_id":"r"}'];
     for (let i = 0; i < 200; i++) {
       const n = Math.floor(rnd() * 64);
       const b = Buffer.alloc(n);
@@ -472,11 +475,51 @@ describe('against a fake edge', () => {
     ws.send(JSON.stringify({ msg_id: 'm-1', src_id: 'x', dest_id: 'n', payload: 'after the junk' }));
     await waitFor('the good message after the junk', () => got.length === 1);
     assert.equal(got[0], 'after the junk');
-    assert.ok(errors.length >= 200, `error events: ${errors.length}`);
+    assert.equal(errors.length, 200 + junk.length, 'one error event per malformed frame');
     assert.ok(errors.every((e) => e instanceof AllSparkError && e.code === 'bad_frame'));
     assert.deepEqual(states, ['connected'], 'the connection was kept');
     assert.equal(fake.connects.length, 1);
     await waitFor('the ack of the good message', () => ws.received.some((r) => r.includes('m-1')));
+    c.close();
+    await fake.close();
+  });
+
+  test('presence_summary frames are presenceSummary events, in order with the rest; unknown frame types are ignored', async () => {
+    const fake = await fakeEdge();
+    const c = track(connect({ url: fake.url, authKey: 'k', backoff: { initialMs: 10 } }));
+    const errors = [];
+    const order = [];
+    const summaries = [];
+    c.on('error', (e) => errors.push(e));
+    c.on('presenceSummary', (p) => {
+      summaries.push(p);
+      order.push('summary');
+    });
+    c.on('presence', () => order.push('presence'));
+    // An async handler that yields to the event loop (more frames are read
+    // meanwhile): the events after the message still wait for it.
+    c.on('message', async () => {
+      await new Promise((r) => setImmediate(r));
+      order.push('message');
+    });
+    await nextEvent(c, 'synced');
+    const ws = fake.sockets[0];
+    ws.send(JSON.stringify({ type: 'martian' }));
+    ws.send(JSON.stringify({ type: 'martian', online: 'many', status: 5 }));
+    ws.send(JSON.stringify({ msg_id: 'm-1', src_id: 'x', dest_id: 'n', payload: 'first' }));
+    ws.send(JSON.stringify({ type: 'presence_summary', session_id: 'room-1', online: 42 }));
+    ws.send(JSON.stringify({ type: 'typing', session_id: 'room-1', member_id: 'bob' }));
+    ws.send(JSON.stringify({ type: 'presence', session_id: 'room-1', member_id: 'carol', online: true }));
+    ws.send(JSON.stringify({ type: 'presence_summary', session_id: 'room-1', online: 0 }));
+    // The barrier: every frame before it was read when it is handled.
+    ws.send(JSON.stringify({ msg_id: 'm-2', src_id: 'x', dest_id: 'n', payload: 'barrier' }));
+    await waitFor('the barrier message', () => order.filter((o) => o === 'message').length === 2);
+    assert.deepEqual(errors, [], 'unknown frame types are not errors');
+    assert.deepEqual(summaries, [
+      { sessionId: 'room-1', online: 42 },
+      { sessionId: 'room-1', online: 0 },
+    ]);
+    assert.deepEqual(order, ['message', 'summary', 'presence', 'summary', 'message']);
     c.close();
     await fake.close();
   });

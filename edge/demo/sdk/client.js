@@ -508,6 +508,11 @@ export class AllSparkClient extends Emitter {
                     break;
                 this.enqueue({ kind: 'presence', raw: f });
                 return;
+            case 'presence_summary':
+                if (typeof f.session_id !== 'string' || !f.session_id || !Number.isSafeInteger(f.online) || f.online < 0)
+                    break;
+                this.enqueue({ kind: 'presence_summary', sessionId: f.session_id, online: f.online });
+                return;
             case 'pong':
                 return;
             case 'reconnect':
@@ -527,6 +532,11 @@ export class AllSparkClient extends Emitter {
                 this.emitError(e);
                 return;
             }
+            default:
+                // A frame type added to the protocol after this SDK: ignored, as
+                // the protocol asks, so a newer edge does not break older clients.
+                if (typeof f.type === 'string' && f.type !== '')
+                    return;
         }
         this.emitError(new AllSparkError('bad_frame', 'unexpected frame from the server ignored', { detail: data }));
     }
@@ -585,6 +595,9 @@ export class AllSparkClient extends Emitter {
                 return this.handleMessage(w.raw);
             case 'presence':
                 this.emit('presence', { sessionId: w.raw.session_id, memberId: w.raw.member_id, online: !!w.raw.online });
+                return;
+            case 'presence_summary':
+                this.emit('presenceSummary', { sessionId: w.sessionId, online: w.online });
                 return;
             case 'inbox_synced':
                 if (w.gen !== this.gen)
