@@ -116,6 +116,12 @@ func (h *harness) pointToPointRuns() {
 	h.each(what, func(sys *system) (result, error) {
 		return pointToPoint(h.ctx, sys, what, o.clients, h.maxRate[sys.name]/2, o.duration/2, h.progress(sys.name))
 	})
+	for _, rate := range o.rates {
+		what := fmt.Sprintf("a: 1:1 at %d/s (fixed rate, -rates)", rate)
+		h.each(what, func(sys *system) (result, error) {
+			return pointToPoint(h.ctx, sys, what, o.clients, float64(rate), o.duration/2, h.progress(sys.name))
+		})
+	}
 	if !o.systems["allspark"] || h.ctx.Err() != nil {
 		return
 	}

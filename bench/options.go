@@ -43,6 +43,7 @@ type options struct {
 	out       string
 	cache     string
 	profile   string
+	rates     []int  // scenario a: fixed total rates to run as well (-rates)
 	idleProf  string // scenario e: where to save the edge's heap and goroutine profiles
 	// clientProfile: a CPU profile of the harness itself (its clients)
 	// during the 1 x 1000 session fan-out, to see whether they are the
@@ -64,6 +65,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	scen := fs.String("scenario", "all", "comma-separated: "+strings.Join(allScenarios(), ",")+" or all")
 	dur := fs.Duration("duration", 20*time.Second, "length of each timed run (a, b, c, seed; d, e, ops, storm and big are untimed)")
 	clients := fs.Int("clients", 200, "clients in the 1:1 scenario")
+	ratesN := fs.String("rates", "", "comma-separated total rates (messages/s) at which scenario a also runs every system, for a latency-against-load curve (e.g. 5000,10000,20000)")
 	idleN := fs.String("idle", "10000,100000", "comma-separated connection counts of the idle scenario e (the harness raises RLIMIT_NOFILE where it may)")
 	storm := fs.Int("storm", 20000, "clients of the reconnect storm (scenario storm)")
 	big := fs.Int("big", 100000, "members of the big session on 2 edges (scenario big; at most 1000000, the largest ALLSPARK_SESSION_MAX_MEMBERS)")
@@ -87,6 +89,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 
 	o := options{duration: *dur, clients: *clients, storm: *storm, big: *big, bigAnon: *bigAnon, cache: *cache, profile: *profile, idleProf: *idleProf, clientProfile: *clientProfile}
 	var err error
+	if *ratesN != "" {
+		if o.rates, err = counts("rates", *ratesN); err != nil {
+			return options{}, err
+		}
+	}
 	if o.idle, err = counts("idle", *idleN); err != nil {
 		return options{}, err
 	}
