@@ -88,6 +88,9 @@ func startEdge(ctx context.Context, dir, bin, id, natsURL string, env ...string)
 		// Its own ops port, not the fixed default (127.0.0.1:9090): two edges,
 		// or two runs on one machine, would fight over it and the loser exit.
 		"ALLSPARK_OPS_LISTEN=" + pprofAddr, "ALLSPARK_PPROF=true",
+		// As the single edge (servers.go): the per-connection rate limit is an
+		// abuse guard, and these clients send as fast as their window allows.
+		"ALLSPARK_RATE_LIMIT=0",
 		"ALLSPARK_LISTEN=127.0.0.1:" + strconv.Itoa(port),
 		"ALLSPARK_DATA_DIR=" + data,
 		"ALLSPARK_AUTH_SECRET=" + benchSecret, "ALLSPARK_LOG_LEVEL=warn",
