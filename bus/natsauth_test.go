@@ -63,7 +63,7 @@ func TestEmbeddedNATSRequiresCredentials(t *testing.T) {
 		}
 	}
 
-	svc, err := nats.Connect(url, nats.UserInfo("edge", "edge-pw"), nats.CustomInboxPrefix(bus.EdgeInboxPrefix))
+	svc, err := nats.Connect(url, nats.UserInfo("edge", "edge-pw"), nats.CustomInboxPrefix(bus.EdgeInboxPrefix), nats.Timeout(20*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestEmbeddedNATSRequiresCredentials(t *testing.T) {
 	}
 
 	var v violations
-	be, err := nats.Connect(url, nats.UserInfo("backend", "backend-pw"), nats.ErrorHandler(v.handler))
+	be, err := nats.Connect(url, nats.UserInfo("backend", "backend-pw"), nats.ErrorHandler(v.handler), nats.Timeout(20*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,13 +146,13 @@ func TestBackendMayServeServiceIDs(t *testing.T) {
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 	url := ns.ClientURL()
-	svc, err := nats.Connect(url, nats.UserInfo("edge", "edge-pw"), nats.CustomInboxPrefix(bus.EdgeInboxPrefix))
+	svc, err := nats.Connect(url, nats.UserInfo("edge", "edge-pw"), nats.CustomInboxPrefix(bus.EdgeInboxPrefix), nats.Timeout(20*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer svc.Close()
 	var v violations
-	be, err := nats.Connect(url, nats.UserInfo("backend", "backend-pw"), nats.ErrorHandler(v.handler))
+	be, err := nats.Connect(url, nats.UserInfo("backend", "backend-pw"), nats.ErrorHandler(v.handler), nats.Timeout(20*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

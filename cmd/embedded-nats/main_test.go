@@ -68,7 +68,7 @@ func TestThreeServerCluster(t *testing.T) {
 		nc.Close()
 		t.Fatal("connected without credentials")
 	}
-	nc, err := nats.Connect(url, nats.UserInfo("allspark", "svc-secret"))
+	nc, err := nats.Connect(url, nats.UserInfo("allspark", "svc-secret"), nats.Timeout(20*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

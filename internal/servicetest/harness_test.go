@@ -65,7 +65,7 @@ func (c *cluster) backendURL() string {
 // backend connects as the backend role, closed at cleanup.
 func (c *cluster) backend() *nats.Conn {
 	c.t.Helper()
-	nc, err := nats.Connect(c.backendURL(), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(c.backendURL(), nats.MaxReconnects(-1), nats.Timeout(natsConnectTimeout))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func (c *cluster) backend() *nats.Conn {
 // closed at cleanup.
 func (c *cluster) service() *nats.Conn {
 	c.t.Helper()
-	nc, err := nats.Connect(bus.NATSUser{Name: svcUser, Password: svcPass}.URL(c.ns.ClientURL()), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(bus.NATSUser{Name: svcUser, Password: svcPass}.URL(c.ns.ClientURL()), nats.MaxReconnects(-1), nats.Timeout(natsConnectTimeout))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -196,3 +196,9 @@ func sendAll(t testing.TB, clients []*wstest.Client, dest string, n, window int,
 	}
 	return out
 }
+
+// natsConnectTimeout is the connect timeout of the tests' own NATS
+// clients: the server checks each password against its bcrypt hash, which
+// under -race on a busy 2-core machine can take longer than nats.go's 2 s
+// default (CI saw "i/o timeout" connecting as the backend).
+const natsConnectTimeout = 20 * time.Second
