@@ -124,23 +124,27 @@ func (c *conn) syncSession(f frame) {
 	c.sessSync = true
 	c.mu.Unlock()
 	c.s.spawn(func() {
-		defer func() {
-			c.mu.Lock()
-			c.sessSync = false
-			c.mu.Unlock()
-		}()
-		c.streamSync(f)
+		end := c.streamSync(f)
+		// The flag goes before the frame that ends the sync: a client that
+		// sends its next sync as soon as it reads sync_done must not be
+		// told busy.
+		c.mu.Lock()
+		c.sessSync = false
+		c.mu.Unlock()
+		if end != nil {
+			c.send(end)
+		}
 	})
 }
 
-// streamSync runs one sync (see syncSession).
-func (c *conn) streamSync(f frame) {
+// streamSync runs one sync (see syncSession) and returns the frame that
+// ends it, sync_done or an error, or nil if the connection ended.
+func (c *conn) streamSync(f frame) []byte {
 	ctx, cancel := context.WithTimeout(c.ctx, syncReadTimeout)
 	_, perr := c.memberOf(ctx, f.sessionID)
 	cancel()
 	if perr != nil {
-		c.send(encodeError(f.id, perr))
-		return
+		return encodeError(f.id, perr)
 	}
 	left := f.limit
 	if left == 0 {
@@ -153,12 +157,11 @@ func (c *conn) streamSync(f frame) {
 		page, end, err := c.s.history.Range(ctx, f.sessionID, after, min(left, syncPageMsgs), c.s.cfg.SendQueueBytes/2)
 		cancel()
 		if err != nil {
-			c.syncFailed(f, err)
-			return
+			return c.syncFailed(f, err)
 		}
 		for _, m := range page {
 			if !c.sendPaced(m.Frame) {
-				return
+				return nil
 			}
 			after = m.Seq
 		}
@@ -171,18 +174,18 @@ func (c *conn) streamSync(f frame) {
 	last, err := c.s.history.LastSeq(ctx, f.sessionID)
 	cancel()
 	if err != nil {
-		c.syncFailed(f, err)
-		return
+		return c.syncFailed(f, err)
 	}
-	c.send(mustJSON(sessionSyncDone{Type: "sync_done", SessionID: f.sessionID, LastSeq: last}))
+	return mustJSON(sessionSyncDone{Type: "sync_done", SessionID: f.sessionID, LastSeq: last})
 }
 
-func (c *conn) syncFailed(f frame, err error) {
+// syncFailed is the error that ends a sync whose history read failed.
+func (c *conn) syncFailed(f frame, err error) []byte {
 	if c.ctx.Err() != nil {
-		return // the connection ended; nobody to tell
+		return nil // the connection ended; nobody to tell
 	}
 	c.s.log.Warn("read session history", "session", f.sessionID, "err", err)
-	c.send(encodeError(f.id, allspark.Errorf(allspark.CodeUnavailable, "cannot read session history")))
+	return encodeError(f.id, allspark.Errorf(allspark.CodeUnavailable, "cannot read session history"))
 }
 
 // cursorWrite is a session read-cursor write in flight for one

@@ -245,3 +245,21 @@ func TestHistoryRangePageBytes(t *testing.T) {
 		t.Fatalf("after the last: %d messages, end %v, err %v; want none and end", len(page), end, err)
 	}
 }
+
+// A client that sends its next sync the moment it reads sync_done is never
+// told busy: the edge ends the running sync before that frame goes out.
+func TestSyncRightAfterSyncDoneIsNotBusy(t *testing.T) {
+	c := newCluster(t)
+	e := c.edge("edge-a")
+	c.mustCall(e, "POST", "/v1/sessions", "a", "ca", map[string]any{"session_id": "pages"}, 201)
+	fillHistory(t, c, "pages", 3, 16)
+	cl := wstest.Dial(t, e.wsURL("auth_key="+c.authKey("a", "ca")))
+	cl.Until(t, 10*time.Second, func(f wstest.Frame) bool { return f.Type == "sync_done" })
+	for i := range 300 {
+		cl.Send(t, map[string]any{"type": "sync", "id": fmt.Sprint("p-", i), "session_id": "pages", "after_seq": 0, "limit": 1})
+		f := cl.Until(t, 10*time.Second, func(f wstest.Frame) bool { return f.Type == "sync_done" || f.Type == "error" })
+		if f.Type == "error" {
+			t.Fatalf("sync %d, sent on the previous sync_done: %s", i, f.Raw)
+		}
+	}
+}
