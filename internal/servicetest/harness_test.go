@@ -65,10 +65,20 @@ func (c *cluster) backendURL() string {
 // backend connects as the backend role, closed at cleanup.
 func (c *cluster) backend() *nats.Conn {
 	c.t.Helper()
-	nc, err := nats.Connect(c.backendURL(), nats.MaxReconnects(-1), nats.Timeout(natsConnectTimeout))
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	return c.connect(c.backendURL())
+}
+
+// connect dials url until it succeeds or natsConnectTimeout has passed:
+// the server checks each password against its bcrypt hash, which under
+// -race on a busy 2-core machine can outlast a handshake (CI saw "i/o
+// timeout" connecting as the backend, twice).
+func (c *cluster) connect(url string) *nats.Conn {
+	c.t.Helper()
+	var nc *nats.Conn
+	testutil.Eventually(c.t, natsConnectTimeout, func() (err error) {
+		nc, err = nats.Connect(url, nats.MaxReconnects(-1), nats.Timeout(5*time.Second))
+		return err
+	})
 	c.t.Cleanup(nc.Close)
 	return nc
 }
@@ -77,12 +87,7 @@ func (c *cluster) backend() *nats.Conn {
 // closed at cleanup.
 func (c *cluster) service() *nats.Conn {
 	c.t.Helper()
-	nc, err := nats.Connect(bus.NATSUser{Name: svcUser, Password: svcPass}.URL(c.ns.ClientURL()), nats.MaxReconnects(-1), nats.Timeout(natsConnectTimeout))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(nc.Close)
-	return nc
+	return c.connect(bus.NATSUser{Name: svcUser, Password: svcPass}.URL(c.ns.ClientURL()))
 }
 
 type testEdge struct {
@@ -197,8 +202,5 @@ func sendAll(t testing.TB, clients []*wstest.Client, dest string, n, window int,
 	return out
 }
 
-// natsConnectTimeout is the connect timeout of the tests' own NATS
-// clients: the server checks each password against its bcrypt hash, which
-// under -race on a busy 2-core machine can take longer than nats.go's 2 s
-// default (CI saw "i/o timeout" connecting as the backend).
-const natsConnectTimeout = 20 * time.Second
+// natsConnectTimeout bounds the tests' own NATS clients' connect retries.
+const natsConnectTimeout = 60 * time.Second
