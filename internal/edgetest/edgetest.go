@@ -79,7 +79,10 @@ func Start(t testing.TB, url string, keys *auth.Keys, log *slog.Logger, id strin
 	for _, m := range mods {
 		m(&cfg)
 	}
-	nc, err := nats.Connect(url, nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(url, nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		// A bcrypt login under -race on a busy machine can outlast the 2 s
+		// default handshake (CI: "i/o timeout" starting an edge).
+		nats.Timeout(20*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
